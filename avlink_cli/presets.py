@@ -1,0 +1,240 @@
+"""Presets: every size and rate of an avlink model, as frozen dataclasses with one registry.
+
+Token counts and per-token timestamps are derived here and nowhere else. Time convention for
+timestamps: a token's position is the *start* time, in seconds, of the span it covers (video
+frame k -> k / fps; audio token n -> n / tokens_per_second), so an audio token and a video
+frame at the same instant share a position (PAPER.md, temporally aligned RoPE).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """Log-mel representation: 16 kHz mono, 64 bins, hop 160 (100 frames/s), 4 frames a token."""
+
+    sample_rate: int = 16_000
+    n_mels: int = 64
+    n_fft: int = 1024
+    hop: int = 160
+    frames_per_token: int = 4
+    f_min: float = 0.0
+    f_max: float = 8_000.0
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.hop
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.frame_rate / self.frames_per_token
+
+    @property
+    def token_dim(self) -> int:
+        return self.n_mels * self.frames_per_token
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    """RGB frames in pixel space, cut into (frames, rows, cols) patches."""
+
+    fps: float
+    height: int
+    width: int
+    patch: tuple[int, int, int] = (1, 4, 4)
+
+    def __post_init__(self) -> None:
+        pt, ph, pw = self.patch
+        if self.height % ph or self.width % pw:
+            raise ValueError(f"video size {self.height}x{self.width} is not a multiple of {self.patch}")
+
+    @property
+    def token_dim(self) -> int:
+        pt, ph, pw = self.patch
+        return 3 * pt * ph * pw
+
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        return self.height // self.patch[1], self.width // self.patch[2]
+
+    @property
+    def tokens_per_frame_group(self) -> int:
+        h, w = self.grid_hw
+        return h * w
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Temporal token rate (frame groups per second)."""
+        return self.fps / self.patch[0]
+
+
+@dataclass(frozen=True)
+class DiTConfig:
+    """One generator backbone: adaLN-Zero blocks with self-attention, text cross-attention, MLP."""
+
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float = 4.0
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """N Fusion Blocks of common width D, interleaved evenly through both backbones."""
+
+    blocks: int
+    width: int
+    heads: int
+    mlp_ratio: float = 4.0
+    rope_scale: float = 25.0  # RoPE position = seconds * rope_scale (one unit per audio token)
+
+
+@dataclass(frozen=True)
+class TextConfig:
+    """Small prompt encoder that needs no download (byte-level tokens, a few transformer layers)."""
+
+    width: int
+    depth: int
+    heads: int
+    max_tokens: int = 48
+    vocab_size: int = 259  # 256 bytes + pad, bos, eos
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    duration: float  # seconds of one clip (the model's window)
+    video: VideoSpec
+    video_dit: DiTConfig
+    audio_dit: DiTConfig
+    fusion: FusionConfig
+    text: TextConfig
+    audio: AudioSpec = field(default_factory=AudioSpec)
+    t_cond_v2a: float = 0.96  # flow time the conditioning video is noised to (V2A)
+    t_cond_a2v: float = 0.8  # flow time the conditioning audio is noised to (A2V)
+    description: str = ""
+
+    # --- audio -----------------------------------------------------------------------------
+    @property
+    def n_samples(self) -> int:
+        return round(self.duration * self.audio.sample_rate)
+
+    @property
+    def n_mel_frames(self) -> int:
+        return self.n_audio_tokens * self.audio.frames_per_token
+
+    @property
+    def n_audio_tokens(self) -> int:
+        return round(self.duration * self.audio.tokens_per_second)
+
+    @property
+    def audio_token_times(self) -> list[float]:
+        """Start time in seconds of each audio token, length n_audio_tokens."""
+        return [n / self.audio.tokens_per_second for n in range(self.n_audio_tokens)]
+
+    # --- video -----------------------------------------------------------------------------
+    @property
+    def n_frames(self) -> int:
+        return self.n_frame_groups * self.video.patch[0]
+
+    @property
+    def n_frame_groups(self) -> int:
+        return round(self.duration * self.video.tokens_per_second)
+
+    @property
+    def n_video_tokens(self) -> int:
+        return self.n_frame_groups * self.video.tokens_per_frame_group
+
+    @property
+    def frame_times(self) -> list[float]:
+        """Timestamp in seconds of each frame, length n_frames."""
+        return [k / self.video.fps for k in range(self.n_frames)]
+
+    @property
+    def video_token_times(self) -> list[float]:
+        """Start time in seconds of each video token in (t, h, w) order, length n_video_tokens."""
+        per = self.video.tokens_per_frame_group
+        return [
+            g / self.video.tokens_per_second for g in range(self.n_frame_groups) for _ in range(per)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preset:
+        d = dict(d)
+        video = dict(d.pop("video"))
+        video["patch"] = tuple(video["patch"])
+        return cls(
+            video=VideoSpec(**video),
+            audio=AudioSpec(**d.pop("audio")),
+            video_dit=DiTConfig(**d.pop("video_dit")),
+            audio_dit=DiTConfig(**d.pop("audio_dit")),
+            fusion=FusionConfig(**d.pop("fusion")),
+            text=TextConfig(**d.pop("text")),
+            **d,
+        )
+
+    def with_(self, **changes: Any) -> Preset:
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def register(preset: Preset) -> Preset:
+    PRESETS[preset.name] = preset
+    return preset
+
+
+TINY = register(
+    Preset(
+        name="tiny",
+        description="Tests only: a few thousand parameters, 2-second clips.",
+        duration=2.0,
+        video=VideoSpec(fps=8.0, height=16, width=16, patch=(1, 8, 8)),
+        video_dit=DiTConfig(width=32, depth=4, heads=2),
+        audio_dit=DiTConfig(width=32, depth=4, heads=2),
+        fusion=FusionConfig(blocks=2, width=32, heads=2),
+        text=TextConfig(width=32, depth=1, heads=2, max_tokens=24),
+    )
+)
+
+AVSYNTH_S = register(
+    Preset(
+        name="avsynth-s",
+        description="The default: trained on AVSynth, runs on a laptop CPU. 4-second clips.",
+        duration=4.0,
+        video=VideoSpec(fps=12.0, height=32, width=32, patch=(1, 8, 8)),
+        video_dit=DiTConfig(width=128, depth=6, heads=4),
+        audio_dit=DiTConfig(width=128, depth=6, heads=4),
+        fusion=FusionConfig(blocks=3, width=128, heads=4),
+        text=TextConfig(width=128, depth=2, heads=4),
+    )
+)
+
+PAPER = register(
+    Preset(
+        name="paper",
+        description="The paper's sizes: 576M video DiT, 576M audio DiT, 8 Fusion Blocks (186M).",
+        duration=5.0,
+        video=VideoSpec(fps=6.0, height=36, width=64, patch=(1, 4, 4)),
+        video_dit=DiTConfig(width=1024, depth=24, heads=16),
+        audio_dit=DiTConfig(width=1024, depth=24, heads=16),
+        fusion=FusionConfig(blocks=8, width=1024, heads=16),
+        text=TextConfig(width=1024, depth=2, heads=16),
+    )
+)
+
+DEFAULT_PRESET = AVSYNTH_S.name
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise KeyError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
