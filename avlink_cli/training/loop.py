@@ -1,0 +1,308 @@
+"""The training loop every stage shares: AdamW, EMA, grad clip, bf16 on CUDA, DDP, resume.
+
+A stage is an `nn.Module` whose `forward(batch, rand)` returns the scalar loss of its local
+batch. The loop owns everything else. Reproducibility and exact resume come from one rule: all
+randomness of step s (which clips, which noise, which t) is drawn from generators seeded by
+(seed, s), for the *global* batch, and each rank keeps its rows. So a run killed at any moment
+and resumed from its last checkpoint takes the same steps, and `torchrun --nproc_per_node N`
+computes the same global batch as one process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from avlink_cli.manifest import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int
+    batch_size: int  # global, over all ranks
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    ckpt_every: int = 200
+    val_every: int = 500
+    log_every: int = 10
+    seed: int = 0
+
+
+class Rand:
+    """Random draws of one step, for the global batch, sliced to this rank's rows."""
+
+    def __init__(self, seed: int, step: int, *, rank: int, local: int, device: torch.device):
+        self.gen = torch.Generator().manual_seed(hash_seed(seed, step, 1))
+        self.lo, self.hi = rank * local, (rank + 1) * local
+        self.global_size = local * world_size()
+        self.device = device
+
+    def normal(self, *shape: int) -> torch.Tensor:
+        """Standard normal, shape (B_local, *shape)."""
+        x = torch.randn(self.global_size, *shape, generator=self.gen)
+        return x[self.lo : self.hi].to(self.device)
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        x = torch.rand(self.global_size, *shape, generator=self.gen)
+        return x[self.lo : self.hi].to(self.device)
+
+    def integers(self, high: int, *shape: int) -> torch.Tensor:
+        x = torch.randint(high, (self.global_size, *shape), generator=self.gen)
+        return x[self.lo : self.hi].to(self.device)
+
+
+def hash_seed(*parts: int) -> int:
+    """A stable 63-bit seed from integers (Python's hash() is salted per process)."""
+    h = 1469598103934665603
+    for p in parts:
+        h = ((h ^ (p & 0xFFFFFFFFFFFFFFFF)) * 1099511628211) & 0x7FFFFFFFFFFFFFFF
+    return h
+
+
+def world_size() -> int:
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def init_distributed(device: torch.device) -> None:
+    """Join the torchrun group when launched by torchrun; a no-op for one process."""
+    if (
+        "WORLD_SIZE" in os.environ
+        and int(os.environ["WORLD_SIZE"]) > 1
+        and not dist.is_initialized()
+    ):
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def batch_indices(seed: int, step: int, n_items: int, batch: int) -> torch.Tensor:
+    """Global batch of dataset indices for a step: shuffled epochs, deterministic in (seed, step)."""
+    per_epoch = max(1, n_items // batch)
+    epoch, k = divmod(step, per_epoch)
+    perm = torch.randperm(
+        n_items, generator=torch.Generator().manual_seed(hash_seed(seed, epoch, 2))
+    )
+    return perm[k * batch : (k + 1) * batch] if n_items >= batch else perm.repeat(batch)[:batch]
+
+
+class EMA:
+    """Exponential moving average of the trainable parameters, kept in fp32."""
+
+    def __init__(self, params: dict[str, nn.Parameter], decay: float):
+        self.decay = decay
+        self.shadow = {k: p.detach().float().clone() for k, p in params.items()}
+
+    @torch.no_grad()
+    def update(self, params: dict[str, nn.Parameter], step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))  # short runs still average sensibly
+        for k, p in params.items():
+            self.shadow[k].lerp_(p.detach().float(), 1 - d)
+
+
+def lr_at(cfg: LoopConfig, step: int) -> float:
+    """Linear warmup, then cosine to 10% of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+# --- checkpoints: safetensors for tensors, JSON for the rest; never pickle --------------------
+
+
+def save_checkpoint(
+    ckpt_root: Path,
+    step: int,
+    params: dict[str, nn.Parameter],
+    opt: torch.optim.Optimizer,
+    ema: EMA,
+) -> None:
+    """Write ckpt-<step>/ atomically (temp dir + rename), then point `latest.json` at it."""
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt_root / f".tmp-{step}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    tensors = {f"param.{k}": p.detach().float().contiguous().cpu() for k, p in params.items()}
+    tensors |= {f"ema.{k}": v.contiguous().cpu() for k, v in ema.shadow.items()}
+    names = list(params)
+    sd = opt.state_dict()
+    for idx, state in sd["state"].items():
+        for key, val in state.items():
+            tensors[f"opt.{names[idx]}.{key}"] = torch.as_tensor(val).contiguous().cpu()
+    save_file(tensors, tmp / "state.safetensors")
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
+    write_json_atomic(tmp / "state.json", {"step": step, "param_groups": groups, "names": names})
+    final = ckpt_root / f"ckpt-{step:07d}"
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    write_json_atomic(ckpt_root / "latest.json", {"step": step, "path": final.name})
+    for old in ckpt_root.glob("ckpt-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(
+    ckpt_root: Path, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer, ema: EMA
+) -> int:
+    """Restore the latest checkpoint; returns its step (0 when there is none)."""
+    latest = ckpt_root / "latest.json"
+    if not latest.is_file():
+        return 0
+    meta = json.loads(latest.read_text())
+    folder = ckpt_root / meta["path"]
+    info = json.loads((folder / "state.json").read_text())
+    tensors = load_file(folder / "state.safetensors")
+    if set(info["names"]) != set(params):
+        raise RuntimeError(f"{folder}: checkpoint parameters do not match this stage's")
+    with torch.no_grad():
+        for k, p in params.items():
+            p.copy_(tensors[f"param.{k}"].to(p.dtype))
+            ema.shadow[k].copy_(tensors[f"ema.{k}"])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for idx, k in enumerate(info["names"]):
+        entries = {
+            key.rsplit(".", 1)[1]: t for key, t in tensors.items() if key.startswith(f"opt.{k}.")
+        }
+        if entries:
+            state[idx] = entries
+    groups = [dict(g, params=list(range(len(params)))) for g in info["param_groups"]]
+    opt.load_state_dict({"state": state, "param_groups": groups})
+    return int(info["step"])
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+
+@dataclass
+class StepReport:
+    step: int
+    loss: float
+    lr: float
+    samples_per_s: float
+    val_loss: float | None = None
+
+
+def train(
+    module: nn.Module,
+    *,
+    cfg: LoopConfig,
+    n_items: int,
+    make_batch: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    ckpt_root: Path,
+    device: torch.device,
+    val_batch: dict[str, torch.Tensor] | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run `cfg.steps` optimizer steps of `module` (loss = module(batch, rand)), resuming from
+    `ckpt_root` when it holds a checkpoint. Returns the EMA weights of the trainable parameters.
+
+    `make_batch(indices)` returns this rank's batch for the global dataset indices it is given.
+    """
+    ws, rk = world_size(), rank()
+    if cfg.batch_size % ws:
+        raise ValueError(f"batch size {cfg.batch_size} is not divisible by {ws} processes")
+    local = cfg.batch_size // ws
+    params = {k: p for k, p in module.named_parameters() if p.requires_grad}
+    if not params:
+        raise ValueError("nothing to train: no parameter requires grad")
+    opt = torch.optim.AdamW(
+        list(params.values()), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay
+    )
+    ema = EMA(params, cfg.ema_decay)
+    start = load_checkpoint(ckpt_root, params, opt, ema)
+    if start:
+        log.info("resuming from step %d", start)
+    net = module
+    if ws > 1:
+        net = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    module.train()
+    t_last, n_since = time.perf_counter(), 0
+    for step in range(start, cfg.steps):
+        idx = batch_indices(cfg.seed, step, n_items, cfg.batch_size)[rk * local : (rk + 1) * local]
+        batch = {k: v.to(device, non_blocking=True) for k, v in make_batch(idx).items()}
+        rand = Rand(cfg.seed, step, rank=rk, local=local, device=device)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(cfg, step)
+        with autocast:
+            loss = net(batch, rand)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.grad_clip)
+        opt.step()
+        ema.update(params, step)
+        n_since += cfg.batch_size
+        done = step + 1
+        if done % cfg.ckpt_every == 0 or done == cfg.steps:
+            if rk == 0:
+                save_checkpoint(ckpt_root, done, params, opt, ema)
+            if ws > 1:
+                dist.barrier()
+        if on_step and (done % cfg.log_every == 0 or done == cfg.steps or done == start + 1):
+            now = time.perf_counter()
+            val = None
+            if val_batch is not None and (done % cfg.val_every == 0 or done == cfg.steps):
+                val = validate(module, val_batch, cfg.seed, device)
+            report = StepReport(
+                done, _mean_over_ranks(loss), lr_at(cfg, step), n_since / (now - t_last), val
+            )
+            t_last, n_since = now, 0
+            on_step(report)
+    return {k: v.clone() for k, v in ema.shadow.items()}
+
+
+@torch.no_grad()
+def validate(
+    module: nn.Module, batch: dict[str, torch.Tensor], seed: int, device: torch.device
+) -> float:
+    """Loss on a fixed validation batch with fixed noise (same draws every time)."""
+    was = module.training
+    module.eval()
+    n = next(iter(batch.values())).shape[0]
+    rand = Rand(seed, -1, rank=0, local=n, device=device)
+    rand.global_size = n
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        loss = module({k: v.to(device) for k, v in batch.items()}, rand)
+    module.train(was)
+    return float(loss)
+
+
+def _mean_over_ranks(loss: torch.Tensor) -> float:
+    x = loss.detach().float()
+    if world_size() > 1:
+        x = x.clone()
+        dist.all_reduce(x)
+        x /= world_size()
+    return float(x)
+
+
+def iter_chunks(n: int, size: int) -> Iterator[slice]:
+    for lo in range(0, n, size):
+        yield slice(lo, min(n, lo + size))
+
+
+def config_dict(cfg: LoopConfig) -> dict:
+    return asdict(cfg)
