@@ -49,7 +49,9 @@ class VideoSpec:
     def __post_init__(self) -> None:
         pt, ph, pw = self.patch
         if self.height % ph or self.width % pw:
-            raise ValueError(f"video size {self.height}x{self.width} is not a multiple of {self.patch}")
+            raise ValueError(
+                f"video size {self.height}x{self.width} is not a multiple of {self.patch}"
+            )
 
     @property
     def token_dim(self) -> int:
@@ -90,6 +92,8 @@ class FusionConfig:
     heads: int
     mlp_ratio: float = 4.0
     rope_scale: float = 25.0  # RoPE position = seconds * rope_scale (one unit per audio token)
+    rope_theta: float = 10_000.0
+    external_depth: int = 2  # layers of each external encoder (feature-extractor ablation only)
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,19 @@ class TextConfig:
 
 
 @dataclass(frozen=True)
+class VocoderConfig:
+    """HiFi-GAN-style neural vocoder: normalised log-mel (B, n_mels, T) -> waveform (B, T * hop).
+
+    The product of `upsample_rates` must equal the mel hop.
+    """
+
+    channels: int = 128
+    upsample_rates: tuple[int, ...] = (5, 4, 4, 2)
+    resblock_kernels: tuple[int, ...] = (3, 7)
+    resblock_dilations: tuple[int, ...] = (1, 3, 5)
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     duration: float  # seconds of one clip (the model's window)
@@ -113,6 +130,7 @@ class Preset:
     fusion: FusionConfig
     text: TextConfig
     audio: AudioSpec = field(default_factory=AudioSpec)
+    vocoder: VocoderConfig = field(default_factory=VocoderConfig)
     t_cond_v2a: float = 0.96  # flow time the conditioning video is noised to (V2A)
     t_cond_a2v: float = 0.8  # flow time the conditioning audio is noised to (A2V)
     description: str = ""
@@ -176,6 +194,12 @@ class Preset:
             audio_dit=DiTConfig(**d.pop("audio_dit")),
             fusion=FusionConfig(**d.pop("fusion")),
             text=TextConfig(**d.pop("text")),
+            vocoder=VocoderConfig(
+                **{
+                    k: tuple(v) if isinstance(v, list) else v
+                    for k, v in d.pop("vocoder", {}).items()
+                }
+            ),
             **d,
         )
 
@@ -223,9 +247,11 @@ PAPER = register(
         description="The paper's sizes: 576M video DiT, 576M audio DiT, 8 Fusion Blocks (186M).",
         duration=5.0,
         video=VideoSpec(fps=6.0, height=36, width=64, patch=(1, 4, 4)),
-        video_dit=DiTConfig(width=1024, depth=24, heads=16),
-        audio_dit=DiTConfig(width=1024, depth=24, heads=16),
-        fusion=FusionConfig(blocks=8, width=1024, heads=16),
+        # 24 blocks of width 1024 (the paper: at least 22); MLP ratio tuned to land on 576M
+        video_dit=DiTConfig(width=1024, depth=24, heads=16, mlp_ratio=4.25),
+        audio_dit=DiTConfig(width=1024, depth=24, heads=16, mlp_ratio=4.25),
+        # shared width D = 640 (10 heads of 64) lands the 8 blocks on 186M
+        fusion=FusionConfig(blocks=8, width=640, heads=10),
         text=TextConfig(width=1024, depth=2, heads=16),
     )
 )

@@ -1,0 +1,404 @@
+"""AV-Link: two frozen DiTs (video, audio) linked by Fusion Blocks; V2A and A2V velocities.
+
+Directions: "v2a" generates audio tokens (B, N_a, 4 * n_mels) from video tokens (B, N_v, 3 * patch
+volume); "a2v" the reverse. Flow time t: 0 noise, 1 data. The conditioning side is noised to a
+fixed t_cond (0.96 V2A, 0.8 A2V) and run through its own frozen backbone beside the generated one;
+Fusion Blocks between them read both residual streams and write back into both.
+
+Per clip, `prepare_condition` returns a `ConditionCache`: the noised conditioning tokens and,
+unless precompute=False, the conditioning stream entering the first Fusion Block (those blocks do
+not depend on the generated side, so this exact cache changes no output). With reinjection off,
+the conditioning stream never depends on the generated side and the cache holds its state at every
+Fusion Block. The unconditional branch for CFG is the generated DiT alone with an empty prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from . import flow
+from .dit import DiT
+from .fusion import ExternalEncoders, Fusion, fusion_plan, fusion_positions
+from .ops import as_time
+from .presets import Preset
+from .text import TextContext, TextEncoder
+
+Direction = Literal["v2a", "a2v"]
+GENERATORS = ("video_dit", "audio_dit", "text")
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Switches for the paper's ablations; the defaults are AV-Link as published."""
+
+    reinject_cond: bool = True  # False: Fusion outputs are not added to the conditioning stream
+    rope_by_index: bool = False  # True: Fusion RoPE by token index instead of timestamp
+    uniform_t_cond: bool = False  # True: training draws the conditioning t ~ U(0, 1)
+    external_features: bool = False  # True: a separate encoder of the clean input feeds Fusion
+
+    def to_dict(self) -> dict[str, bool]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Ablation:
+        known = {f.name for f in fields(cls)}
+        if unknown := set(d) - known:
+            raise ValueError(f"unknown ablation switches: {sorted(unknown)}")
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class ConditionCache:
+    """The conditioning side of one batch of clips, reused at every sampling step.
+
+    x_t (B, N_c, token_dim): conditioning tokens at t_cond (clean with external features);
+    t_cond (B,); ctx: the prompt the conditioning backbone attends to; c (B, C_c): its time
+    embedding; states: conditioning stream entering Fusion Block 0 (and every later block when it
+    cannot depend on the generated side), or None to recompute everything at each call.
+    """
+
+    direction: str
+    x_t: Tensor
+    t_cond: Tensor
+    ctx: TextContext
+    c: Tensor | None = None
+    states: tuple[Tensor, ...] | None = None
+
+    @property
+    def batch(self) -> int:
+        return self.x_t.shape[0]
+
+
+def sides(direction: str) -> tuple[str, str]:
+    """direction -> (generated modality, conditioning modality)."""
+    if direction == "v2a":
+        return "audio", "video"
+    if direction == "a2v":
+        return "video", "audio"
+    raise ValueError(f"unknown direction {direction!r}; use 'v2a' or 'a2v'")
+
+
+class AVLink(nn.Module):
+    """Video DiT, audio DiT, prompt encoder, Fusion Blocks (+ external encoders for the ablation).
+
+    The generators and the text encoder are frozen on construction (`set_trainable` changes that
+    for the generator training stages); Fusion and external encoders stay trainable.
+    """
+
+    def __init__(self, preset: Preset, ablation: Ablation | None = None) -> None:
+        super().__init__()
+        self.preset, self.ablation = preset, ablation or Ablation()
+        text_dim = preset.text.width
+        grid_v = (preset.n_frame_groups, *preset.video.grid_hw)
+        self.video_dit = DiT(
+            preset.video_dit, token_dim=preset.video.token_dim, grid=grid_v, context_dim=text_dim
+        )
+        self.audio_dit = DiT(
+            preset.audio_dit,
+            token_dim=preset.audio.token_dim,
+            grid=(preset.n_audio_tokens,),
+            context_dim=text_dim,
+        )
+        self.text = TextEncoder(preset.text)
+        self.fusion = Fusion(
+            preset.fusion, audio_dim=preset.audio_dit.width, video_dim=preset.video_dit.width
+        )
+        self.external = ExternalEncoders(preset) if self.ablation.external_features else None
+        # plan[k] = {"audio": block index, "video": block index} after which Fusion Block k sits
+        self.plan = [
+            {"audio": a, "video": v}
+            for a, v in fusion_plan(
+                preset.fusion.blocks, preset.audio_dit.depth, preset.video_dit.depth
+            )
+        ]
+        self.set_trainable("fusion", "external")
+
+    # --- components and training ---------------------------------------------------------
+    def components(self) -> dict[str, nn.Module]:
+        """Named components, each saved as one safetensors file."""
+        parts = {
+            "video_dit": self.video_dit,
+            "audio_dit": self.audio_dit,
+            "text": self.text,
+            "fusion": self.fusion,
+        }
+        return parts | ({"external": self.external} if self.external is not None else {})
+
+    def set_trainable(self, *names: str) -> list[nn.Parameter]:
+        """requires_grad on the named components only; returns their parameters."""
+        parts = self.components()
+        if unknown := set(names) - set(parts) - {"external"}:
+            raise ValueError(f"unknown components {sorted(unknown)}; known: {list(parts)}")
+        for name, module in parts.items():
+            module.requires_grad_(name in names)
+        return [p for name in names if name in parts for p in parts[name].parameters()]
+
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """What the Fusion stage trains: the Fusion Blocks and, with the ablation, external encoders."""
+        return [
+            p
+            for name in ("fusion", "external")
+            if name in self.components()
+            for p in self.components()[name].parameters()
+        ]
+
+    def dit(self, modality: str) -> DiT:
+        return {"audio": self.audio_dit, "video": self.video_dit}[modality]
+
+    # --- text ------------------------------------------------------------------------------
+    def encode_text(self, prompts: str | Sequence[str]) -> TextContext:
+        return self.text.encode([prompts] if isinstance(prompts, str) else list(prompts))
+
+    def null_context(self, batch: int = 1) -> TextContext:
+        """The empty prompt: the unconditional text condition."""
+        return self.encode_text([""]).expand(batch)
+
+    # --- conditioning side -----------------------------------------------------------------
+    def t_cond(self, direction: str) -> float:
+        """The fixed flow time the conditioning modality is noised to at inference."""
+        sides(direction)
+        return self.preset.t_cond_v2a if direction == "v2a" else self.preset.t_cond_a2v
+
+    def sample_t_cond(
+        self,
+        direction: str,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Training t_cond (B,): the fixed value, or U(0, 1) with the `uniform_t_cond` ablation."""
+        if not self.ablation.uniform_t_cond:
+            return torch.full((batch,), self.t_cond(direction), device=device)
+        gen_device = generator.device if generator is not None else device
+        return torch.rand(batch, generator=generator, device=gen_device).to(device)
+
+    def prepare_condition(
+        self,
+        direction: str,
+        cond_clean: Tensor,
+        ctx: TextContext,
+        *,
+        t_cond: Tensor | float | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        precompute: bool = True,
+    ) -> ConditionCache:
+        """Noise the clean conditioning tokens (B, N_c, token_dim) to t_cond (default: the fixed
+        value) with `noise` or N(0, I) drawn from `generator`, and run the blocks before the first
+        Fusion Block once (precompute=False defers everything to each `velocity` call)."""
+        _, cnd = sides(direction)
+        cdit = self.dit(cnd)
+        cdit.check_tokens(cond_clean)
+        batch, device = cond_clean.shape[0], cond_clean.device
+        ctx = ctx.expand(batch)
+        if self.external is not None:  # the external encoder sees the clean input, at t = 1
+            t_c, x_t = torch.ones(batch, device=device), cond_clean
+        else:
+            t_c = as_time(
+                self.t_cond(direction) if t_cond is None else t_cond, batch, device=device
+            )
+            if noise is None:
+                gen_device = generator.device if generator is not None else device
+                noise = torch.randn(
+                    cond_clean.shape, generator=generator, device=gen_device, dtype=cond_clean.dtype
+                )
+            x_t = flow.interpolate(noise.to(device), cond_clean, t_c)
+        cache = ConditionCache(direction, x_t, t_c, ctx)
+        if not precompute or not self.plan:
+            return cache
+        c, state0 = self._cond_start(cache)
+        states = [state0]
+        if not self.ablation.reinject_cond:  # the stream is independent of the generated side
+            pe = cdit.rope(device=device)
+            for k in range(1, len(self.plan)):
+                states.append(self._cond_advance(cache, states[-1], c, pe, k))
+        return ConditionCache(direction, x_t, t_c, ctx, c, tuple(states))
+
+    def _cond_start(self, cache: ConditionCache) -> tuple[Tensor, Tensor]:
+        """Conditioning time embedding c (B, C_c) and the stream entering Fusion Block 0."""
+        _, cnd = sides(cache.direction)
+        cdit = self.dit(cnd)
+        x = cache.x_t.to(cdit.embed.proj.weight.dtype)
+        if self.external is not None:
+            return cdit.embed.time(cache.t_cond), getattr(self.external, cnd)(x)
+        h, c = cdit.embed(x, cache.t_cond)  # (B, N_c, C_c), (B, C_c)
+        pe = cdit.rope(device=x.device)
+        for block in cdit.blocks[: self.plan[0][cnd] + 1]:
+            h = block(h, c, pe, cache.ctx)
+        return c, h
+
+    def _cond_advance(
+        self, cache: ConditionCache, h: Tensor, c: Tensor, pe: Tensor, k: int
+    ) -> Tensor:
+        """Run the conditioning backbone from after Fusion Block k - 1's position up to block k's."""
+        if self.external is not None:
+            return h
+        _, cnd = sides(cache.direction)
+        for block in self.dit(cnd).blocks[self.plan[k - 1][cnd] + 1 : self.plan[k][cnd] + 1]:
+            h = block(h, c, pe, cache.ctx)
+        return h
+
+    def fusion_rope(self, *, device: torch.device | str | None = None) -> Tensor:
+        """Fusion RoPE table over [audio ; video] -> (N_a + N_v, D / H / 2, 2)."""
+        pa, pv = fusion_positions(self.preset, by_index=self.ablation.rope_by_index)
+        return self.fusion.rope(torch.cat([pa, pv])).to(device)
+
+    # --- velocities --------------------------------------------------------------------------
+    def velocity(
+        self, direction: str, x: Tensor, t: Tensor | float, cache: ConditionCache, ctx: TextContext
+    ) -> Tensor:
+        """Generated tokens x (B, N_gen, token_dim) at flow time t -> velocity, Fusion on."""
+        return self._run(direction, x, t, cache, ctx)[0]
+
+    def velocity_cfg(
+        self,
+        direction: str,
+        x: Tensor,
+        t: Tensor | float,
+        cache: ConditionCache,
+        ctx: TextContext,
+        uncond_ctx: TextContext,
+    ) -> tuple[Tensor, Tensor]:
+        """Conditional and unconditional velocities in one batched pass of the generated DiT:
+        rows [x ; x] with prompts [ctx ; uncond_ctx]; Fusion touches only the first half."""
+        return self._run(direction, x, t, cache, ctx, uncond_ctx)
+
+    def uncond_velocity(
+        self, direction: str, x: Tensor, t: Tensor | float, ctx: TextContext
+    ) -> Tensor:
+        """The generated DiT alone (no Fusion, no conditioning backbone)."""
+        gen, _ = sides(direction)
+        return self.dit(gen)(x, t, ctx.expand(x.shape[0]))
+
+    def _run(
+        self,
+        direction: str,
+        x: Tensor,
+        t: Tensor | float,
+        cache: ConditionCache,
+        ctx: TextContext,
+        uncond_ctx: TextContext | None = None,
+    ) -> tuple[Tensor, ...]:
+        gen, cnd = sides(direction)
+        if cache.direction != direction:
+            raise ValueError(f"condition prepared for {cache.direction}, asked for {direction}")
+        gdit, cdit = self.dit(gen), self.dit(cnd)
+        gdit.check_tokens(x)
+        batch, device = x.shape[0], x.device
+        if cache.batch != batch:
+            raise ValueError(f"condition has batch {cache.batch}, tokens have {batch}")
+        t = as_time(t, batch, device=device)
+        ctx = ctx.expand(batch)
+        if uncond_ctx is not None:  # [cond ; uncond] rows share every generated-DiT call
+            x, t, ctx = (
+                torch.cat([x, x]),
+                torch.cat([t, t]),
+                TextContext.cat([ctx, uncond_ctx.expand(batch)]),
+            )
+        h, c = gdit.embed(x.to(gdit.embed.proj.weight.dtype), t)  # (B', N_gen, C_gen), (B', C_gen)
+        pe_gen = gdit.rope(device=device)
+        done = 0  # generated-side blocks run so far
+        if self.plan:
+            c_cnd, h_cnd = (
+                (cache.c, cache.states[0]) if cache.states is not None else self._cond_start(cache)
+            )
+            pe_cnd, pe_fusion = cdit.rope(device=device), self.fusion_rope(device=device)
+        for k, block in enumerate(self.fusion.blocks):
+            for gblock in gdit.blocks[done : self.plan[k][gen] + 1]:
+                h = gblock(h, c, pe_gen, ctx)
+            done = self.plan[k][gen] + 1
+            if k > 0:
+                if cache.states is not None and len(cache.states) > k:
+                    h_cnd = cache.states[k]
+                else:
+                    h_cnd = self._cond_advance(cache, h_cnd, c_cnd, pe_cnd, k)
+            # the last block's conditioning output is never read, so it is not computed
+            reinject = self.ablation.reinject_cond and k < len(self.fusion.blocks) - 1
+            h_gen, c_gen = h[:batch], c[:batch]
+            if gen == "audio":
+                h_gen, h_cnd = block(h_gen, h_cnd, c_gen, c_cnd, pe_fusion, update_v=reinject)
+            else:
+                h_cnd, h_gen = block(h_cnd, h_gen, c_cnd, c_gen, pe_fusion, update_a=reinject)
+            h = h_gen if uncond_ctx is None else torch.cat([h_gen, h[batch:]])
+        for gblock in gdit.blocks[done:]:
+            h = gblock(h, c, pe_gen, ctx)
+        v = gdit.head(h, c).to(x.dtype)  # (B', N_gen, token_dim)
+        return (v,) if uncond_ctx is None else tuple(v.chunk(2))
+
+
+def fusion_loss(
+    model: AVLink,
+    direction: str,
+    gen_clean: Tensor,
+    cond_clean: Tensor,
+    ctx: TextContext,
+    *,
+    generator: torch.Generator | None = None,
+    t_shift: float = 1.0,
+) -> Tensor:
+    """One Fusion-stage training loss: generated side at logit-normal t, conditioning side at the
+    training t_cond (fixed, or uniform with the ablation); MSE against x1 - x0."""
+    batch, device = gen_clean.shape[0], gen_clean.device
+    gen_device = generator.device if generator is not None else device
+    x0 = torch.randn(
+        gen_clean.shape, generator=generator, device=gen_device, dtype=gen_clean.dtype
+    ).to(device)
+    t = flow.sample_t(batch, shift=t_shift, generator=generator, device=device)
+    t_cond = model.sample_t_cond(direction, batch, generator=generator, device=device)
+    cache = model.prepare_condition(direction, cond_clean, ctx, t_cond=t_cond, generator=generator)
+    v = model.velocity(direction, flow.interpolate(x0, gen_clean, t), t, cache, ctx)
+    return flow.loss(v, x0, gen_clean)
+
+
+def make_velocity_fn(
+    model: AVLink,
+    direction: str,
+    cond_clean: Tensor,
+    prompt: str | Sequence[str] = "",
+    negative_prompt: str | Sequence[str] = "",
+    cfg_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+    *,
+    t_cond: float | None = None,
+    precompute: bool = True,
+    batch_cfg: bool = True,
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """The sampler's v(x, t) for one batch of clips: prompts encoded and the conditioning side
+    prepared once, here. With cfg_scale != 1 the unconditional branch (generated DiT alone with
+    `negative_prompt`, "" by default) runs batched with the conditional one (`velocity_cfg`), or
+    as a separate call with batch_cfg=False."""
+    batch = cond_clean.shape[0]
+
+    def expand(p: str | Sequence[str]) -> list[str]:
+        ps = [p] * batch if isinstance(p, str) else list(p)
+        if len(ps) != batch:
+            raise ValueError(f"{len(ps)} prompts for a batch of {batch}")
+        return ps
+
+    with torch.no_grad():
+        ctx = model.encode_text(expand(prompt))
+        neg = model.encode_text(expand(negative_prompt)) if cfg_scale != 1.0 else None
+        cache = model.prepare_condition(
+            direction, cond_clean, ctx, t_cond=t_cond, generator=generator, precompute=precompute
+        )
+
+    @torch.no_grad()
+    def v(x: Tensor, t: Tensor) -> Tensor:
+        if neg is None:
+            return model.velocity(direction, x, t, cache, ctx)
+        if batch_cfg:
+            v_c, v_u = model.velocity_cfg(direction, x, t, cache, ctx, neg)
+        else:
+            v_c, v_u = (
+                model.velocity(direction, x, t, cache, ctx),
+                model.uncond_velocity(direction, x, t, neg),
+            )
+        return flow.cfg(v_c, v_u, cfg_scale)
+
+    return v

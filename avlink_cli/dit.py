@@ -1,0 +1,227 @@
+"""The generator backbone: a DiT of adaLN-Zero blocks (self-attention with RoPE, cross-attention
+to text tokens, MLP), shared by audio (1D RoPE over token index) and video (3D RoPE over
+(frame group, row, column)).
+
+The box is open: `embed`, `blocks` and `head` are public so AV-Link can run two backbones block
+by block with Fusion Blocks between them; `forward` is exactly that loop with nothing between.
+Flow time t: 0 is noise, 1 is data; the network predicts the velocity x1 - x0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from .ops import (
+    as_time,
+    attention,
+    grid_positions,
+    modulate,
+    rope_axes,
+    rope_nd,
+    split_heads,
+    timestep_embedding,
+)
+from .presets import DiTConfig
+
+if TYPE_CHECKING:
+    from .text import TextContext
+
+
+class Mlp(nn.Module):
+    """Linear, GELU, Linear; out_dim defaults to in_dim."""
+
+    def __init__(self, dim: int, hidden: int, out_dim: int | None = None) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU(approximate="tanh")
+        self.fc2 = nn.Linear(hidden, out_dim or dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class SelfAttention(nn.Module):
+    """Fused qkv with per-head RMS norm on q and k; `qkv` is public for joint attention."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.proj = nn.Linear(dim, dim)
+
+    def heads_of(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x (B, N, C) -> q, k, v each (B, H, N, C / H), q and k normalised."""
+        q, k, v = (split_heads(z, self.heads) for z in self.qkv(x).chunk(3, dim=-1))
+        return self.q_norm(q), self.k_norm(k), v
+
+    def forward(self, x: Tensor, pe: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        q, k, v = self.heads_of(x)
+        return self.proj(attention(q, k, v, pe=pe, mask=mask))  # (B, N, C)
+
+
+class CrossAttention(nn.Module):
+    """Queries from the stream, keys and values from text tokens (masked where padding)."""
+
+    def __init__(self, dim: int, heads: int, context_dim: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(context_dim, 2 * dim)
+        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
+        q = self.q_norm(split_heads(self.q(x), self.heads))  # (B, H, N, d)
+        k, v = (
+            split_heads(z, self.heads) for z in self.kv(context).chunk(2, dim=-1)
+        )  # (B, H, L, d)
+        return self.proj(attention(q, self.k_norm(k), v, mask=mask))  # (B, N, C)
+
+
+class TimestepEmbedder(nn.Module):
+    """Flow time t (B,) -> conditioning vector c (B, C)."""
+
+    def __init__(self, dim: int, freq_dim: int = 256) -> None:
+        super().__init__()
+        self.freq_dim = freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.mlp(timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype))
+
+
+class Embed(nn.Module):
+    """Tokens (B, N, token_dim) and flow time (B,) -> stream (B, N, C) and condition c (B, C)."""
+
+    def __init__(self, token_dim: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(token_dim, dim)
+        self.time = TimestepEmbedder(dim)
+
+    def forward(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        return self.proj(x), self.time(t)
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero block: modulated self-attention, cross-attention to text, modulated MLP."""
+
+    def __init__(self, dim: int, heads: int, *, mlp_ratio: float, context_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.attn = SelfAttention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.cross = CrossAttention(dim, heads, context_dim)
+        self.norm3 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(dim, round(dim * mlp_ratio))
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
+
+    def forward(self, x: Tensor, c: Tensor, pe: Tensor, ctx: TextContext) -> Tensor:
+        """x (B, N, C), c (B, C), pe from `DiT.rope`, ctx tokens (B, L, C_text) -> (B, N, C)."""
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaLN(c).chunk(6, dim=-1)  # (B, C) each
+        x = x + gate1[:, None] * self.attn(modulate(self.norm1(x), shift1, scale1), pe)
+        x = x + self.cross(self.norm2(x), ctx.tokens, ctx.mask)
+        return x + gate2[:, None] * self.mlp(modulate(self.norm3(x), shift2, scale2))
+
+
+class Head(nn.Module):
+    """Final modulated norm and projection back to token space."""
+
+    def __init__(self, dim: int, token_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
+        self.proj = nn.Linear(dim, token_dim)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.adaLN(c).chunk(2, dim=-1)
+        return self.proj(modulate(self.norm(x), shift, scale))  # (B, N, token_dim)
+
+
+class DiT(nn.Module):
+    """One flow-matching generator over a fixed token grid.
+
+    grid: (N,) for audio (1D RoPE over token index) or (T, H, W) for video (3D RoPE, tokens in
+    row-major (t, h, w) order). `forward(x, t, ctx)`: x (B, N, token_dim), t (B,) -> velocity.
+    """
+
+    def __init__(
+        self,
+        cfg: DiTConfig,
+        *,
+        token_dim: int,
+        grid: tuple[int, ...],
+        context_dim: int,
+        rope_theta: float = 10_000.0,
+    ) -> None:
+        super().__init__()
+        self.cfg, self.token_dim, self.grid, self.rope_theta = (
+            cfg,
+            token_dim,
+            tuple(grid),
+            rope_theta,
+        )
+        self.rope_split = rope_axes(cfg.width // cfg.heads, len(self.grid))
+        self.embed = Embed(token_dim, cfg.width)
+        self.blocks = nn.ModuleList(
+            DiTBlock(cfg.width, cfg.heads, mlp_ratio=cfg.mlp_ratio, context_dim=context_dim)
+            for _ in range(cfg.depth)
+        )
+        self.head = Head(cfg.width, token_dim)
+        self.init_weights()
+
+    @property
+    def n_tokens(self) -> int:
+        return math.prod(self.grid)
+
+    def init_weights(self) -> None:
+        """DiT init: xavier linears, small time MLP, and zeros on every adaLN, the cross-attention
+        output and the head, so a fresh DiT outputs zero."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)) and m.weight is not None:
+                nn.init.ones_(m.weight)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
+        for lin in (self.embed.time.mlp[0], self.embed.time.mlp[2]):
+            nn.init.normal_(lin.weight, std=0.02)
+        for block in self.blocks:
+            for zero in (block.adaLN[-1], block.cross.proj):
+                nn.init.zeros_(zero.weight)
+                nn.init.zeros_(zero.bias)
+        for zero in (self.head.adaLN[-1], self.head.proj):
+            nn.init.zeros_(zero.weight)
+            nn.init.zeros_(zero.bias)
+
+    def rope(self, *, device: torch.device | str | None = None) -> Tensor:
+        """RoPE table over the grid's integer positions -> (N, head_dim / 2, 2)."""
+        return rope_nd(
+            grid_positions(self.grid, device=device), self.rope_split, theta=self.rope_theta
+        )
+
+    def check_tokens(self, x: Tensor) -> None:
+        if x.dim() != 3 or x.shape[1:] != (self.n_tokens, self.token_dim):
+            raise ValueError(
+                f"expected tokens (B, {self.n_tokens}, {self.token_dim}), got {tuple(x.shape)}"
+            )
+
+    def forward(self, x: Tensor, t: Tensor | float, ctx: TextContext) -> Tensor:
+        """x (B, N, token_dim) at flow time t -> predicted velocity (B, N, token_dim)."""
+        self.check_tokens(x)
+        h, c = self.embed(
+            x.to(self.embed.proj.weight.dtype), as_time(t, x.shape[0], device=x.device)
+        )
+        pe = self.rope(device=x.device)
+        for block in self.blocks:
+            h = block(h, c, pe, ctx)  # (B, N, C)
+        return self.head(h, c).to(x.dtype)

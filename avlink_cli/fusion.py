@@ -1,0 +1,217 @@
+"""The Fusion Block, the plan that interleaves N of them through two backbones, and the external
+feature encoders of the "extractor features" ablation.
+
+A Fusion Block reads the audio and video residual streams at one depth and returns both updated
+(PAPER.md, Sec. 3.2). Per modality, with its own weights and its own flow time:
+
+    1. adaLN modulation of the stream (shift1, scale1 from the modality's time embedding c)
+    2. projection to the shared width D
+    3. 1D RoPE at the token's timestamp in seconds * rope_scale (aligned across modalities)
+    4. joint multi-head self-attention over [audio ; video]                       (shared)
+    5. output projection
+    6. gate1 (residual in width D)
+    7. modulation (shift2, scale2)
+    8. MLP back to the backbone's width
+    9. gate2, added to the backbone stream
+
+Every modulation, gates included, comes from a zero-initialised adaLN linear, so a fresh Fusion
+Block is the identity and AV-Link starts out computing exactly what the frozen generators compute.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .dit import Mlp, SelfAttention
+from .ops import attention, grid_positions, modulate, rope, rope_axes, rope_nd
+from .presets import FusionConfig, Preset
+from .text import EncoderLayer
+
+
+def fusion_plan(n_blocks: int, depth_a: int, depth_v: int) -> list[tuple[int, int]]:
+    """For each Fusion Block k, the (audio, video) block index after which it sits.
+
+    The blocks split each backbone into n_blocks + 1 near-equal spans: block k sits after
+    round((k + 1) * depth / (n_blocks + 1)) backbone blocks (at least one). fusion_plan(8, 24, 24)
+    puts them after blocks 2, 4, 7, 10, 12, 15, 18, 20 of both.
+    """
+
+    def after(k: int, depth: int) -> int:
+        return min(max(math.floor((k + 1) * depth / (n_blocks + 1) + 0.5), 1), depth) - 1
+
+    return [(after(k, depth_a), after(k, depth_v)) for k in range(n_blocks)]
+
+
+def fusion_positions(preset: Preset, *, by_index: bool = False) -> tuple[Tensor, Tensor]:
+    """RoPE positions of the Fusion Blocks' audio (N_a,) and video (N_v,) tokens, float64.
+
+    By time (default): seconds * rope_scale, so tokens at the same instant share a position. By
+    index (ablation): audio token n -> n, every video token of frame group g -> g.
+    """
+    if by_index:
+        pa = torch.arange(preset.n_audio_tokens, dtype=torch.float64)
+        pv = torch.arange(preset.n_frame_groups, dtype=torch.float64)
+        return pa, pv.repeat_interleave(preset.video.tokens_per_frame_group)
+    scale = preset.fusion.rope_scale
+    pa = torch.tensor(preset.audio_token_times, dtype=torch.float64) * scale
+    pv = torch.tensor(preset.video_token_times, dtype=torch.float64) * scale
+    return pa, pv
+
+
+class FusionStream(nn.Module):
+    """One modality's half of a Fusion Block (backbone width C, shared width D)."""
+
+    def __init__(self, dim: int, width: int, heads: int, *, mlp_ratio: float) -> None:
+        super().__init__()
+        self.dim, self.width, self.heads = dim, width, heads
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim + 3 * width))
+        self.proj_in = nn.Linear(dim, width)
+        self.attn = SelfAttention(width, heads)  # qkv, q/k norms and the output projection
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = Mlp(width, round(width * mlp_ratio), out_dim=dim)
+
+    def modulations(self, c: Tensor) -> tuple[Tensor, ...]:
+        """c (B, C) -> shift1, scale1 (B, C); gate1, shift2, scale2 (B, D); gate2 (B, C)."""
+        return self.adaLN(c).split(
+            [self.dim, self.dim, self.width, self.width, self.width, self.dim], dim=-1
+        )
+
+    def enter(self, x: Tensor, mods: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Steps 1-2: x (B, N, C) -> h (B, N, D) and its q, k, v (B, H, N, D / H)."""
+        shift1, scale1 = mods[0], mods[1]
+        h = self.proj_in(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
+        return (h, *self.attn.heads_of(h))
+
+    def leave(self, x: Tensor, h: Tensor, o: Tensor, mods: tuple[Tensor, ...]) -> Tensor:
+        """Steps 5-9: attention output o (B, N, D) -> updated stream x (B, N, C)."""
+        gate1, shift2, scale2, gate2 = mods[2:]
+        h = h + gate1[:, None] * self.attn.proj(o)  # (B, N, D)
+        return x + gate2[:, None] * self.mlp(modulate(self.norm2(h), shift2, scale2))  # (B, N, C)
+
+
+class FusionBlock(nn.Module):
+    """Joint, temporally aligned self-attention between the audio and video streams."""
+
+    def __init__(self, cfg: FusionConfig, *, audio_dim: int, video_dim: int) -> None:
+        super().__init__()
+        self.audio = FusionStream(audio_dim, cfg.width, cfg.heads, mlp_ratio=cfg.mlp_ratio)
+        self.video = FusionStream(video_dim, cfg.width, cfg.heads, mlp_ratio=cfg.mlp_ratio)
+
+    def forward(
+        self,
+        x_a: Tensor,
+        x_v: Tensor,
+        c_a: Tensor,
+        c_v: Tensor,
+        pe: Tensor,
+        *,
+        update_a: bool = True,
+        update_v: bool = True,
+    ) -> tuple[Tensor, Tensor]:
+        """x_a (B, N_a, C_a), x_v (B, N_v, C_v), c_a (B, C_a) from t_a, c_v (B, C_v) from t_v,
+        pe (N_a + N_v, D / H / 2, 2) from `rope` over [audio ; video] positions -> (x_a, x_v).
+
+        update_a / update_v False leaves that stream as it came in (no reinjection); its half of
+        steps 5-9 is skipped.
+        """
+        n_a = x_a.shape[1]
+        mods_a, mods_v = self.audio.modulations(c_a), self.video.modulations(c_v)
+        h_a, q_a, k_a, v_a = self.audio.enter(x_a, mods_a)
+        h_v, q_v, k_v, v_v = self.video.enter(x_v, mods_v)
+        q, k, v = (
+            torch.cat(pair, dim=2) for pair in ((q_a, q_v), (k_a, k_v), (v_a, v_v))
+        )  # (B, H, N_a + N_v, d)
+        o_a, o_v = attention(q, k, v, pe=pe).split(
+            [n_a, x_v.shape[1]], dim=1
+        )  # (B, N_a, D), (B, N_v, D)
+        if update_a:
+            x_a = self.audio.leave(x_a, h_a, o_a, mods_a)
+        if update_v:
+            x_v = self.video.leave(x_v, h_v, o_v, mods_v)
+        return x_a, x_v
+
+
+class Fusion(nn.Module):
+    """The N Fusion Blocks of one AV-Link model (the only trainable part of the last stage)."""
+
+    def __init__(self, cfg: FusionConfig, *, audio_dim: int, video_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(
+            FusionBlock(cfg, audio_dim=audio_dim, video_dim=video_dim) for _ in range(cfg.blocks)
+        )
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.RMSNorm):
+                nn.init.ones_(m.weight)
+        for block in self.blocks:
+            for stream in (block.audio, block.video):
+                nn.init.zeros_(stream.adaLN[-1].weight)  # all modulations zero, gates included
+                nn.init.zeros_(stream.adaLN[-1].bias)
+
+    def rope(self, pos: Tensor) -> Tensor:
+        """Positions (N_a + N_v,) -> RoPE table (N_a + N_v, D / H / 2, 2)."""
+        return rope(pos, self.cfg.width // self.cfg.heads, theta=self.cfg.rope_theta)
+
+
+class ExternalEncoder(nn.Module):
+    """Ablation: a small separate encoder over the *clean* conditioning tokens (linear patch
+    embedding, a few transformer layers with grid RoPE) whose features replace the conditioning
+    backbone's activations as the Fusion Blocks' input. tokens (B, N, token_dim) -> (B, N, C)."""
+
+    def __init__(
+        self, *, token_dim: int, dim: int, heads: int, depth: int, grid: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.grid = tuple(grid)
+        self.rope_split = rope_axes(dim // heads, len(self.grid))
+        self.proj = nn.Linear(token_dim, dim)
+        self.layers = nn.ModuleList(EncoderLayer(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+
+    def forward(self, x: Tensor) -> Tensor:
+        pe = rope_nd(grid_positions(self.grid, device=x.device), self.rope_split)
+        h = self.proj(x)  # (B, N, C)
+        for layer in self.layers:
+            h = layer(h, pe)
+        return self.norm(h)
+
+
+class ExternalEncoders(nn.Module):
+    """One external encoder per conditioning modality: `video` for V2A, `audio` for A2V."""
+
+    def __init__(self, preset: Preset) -> None:
+        super().__init__()
+        depth = preset.fusion.external_depth
+        a, v = preset.audio_dit, preset.video_dit
+        self.audio = ExternalEncoder(
+            token_dim=preset.audio.token_dim,
+            dim=a.width,
+            heads=a.heads,
+            depth=depth,
+            grid=(preset.n_audio_tokens,),
+        )
+        grid_v = (preset.n_frame_groups, *preset.video.grid_hw)
+        self.video = ExternalEncoder(
+            token_dim=preset.video.token_dim, dim=v.width, heads=v.heads, depth=depth, grid=grid_v
+        )
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
+                nn.init.ones_(m.weight)
+                if getattr(m, "bias", None) is not None:
+                    nn.init.zeros_(m.bias)
