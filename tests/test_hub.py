@@ -1,0 +1,196 @@
+"""Model resolution and Hub downloads, through the real huggingface_hub code against a local server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hubserver import FakeHub, read_folder, write_model_folder
+from huggingface_hub import constants as hf_constants
+
+from avlink_cli.hub import HubError, download, resolve_model
+from avlink_cli.manifest import write_manifest
+
+REPO = "org/tiny"
+
+
+@pytest.fixture(autouse=True)
+def _hub_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN", "AVLINK_WEIGHTS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; the tests decide offline themselves.
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+
+
+@pytest.fixture
+def main_files(tmp_path: Path) -> dict[str, bytes]:
+    return read_folder(write_model_folder(tmp_path / "src_main", seed=0))
+
+
+@pytest.fixture
+def hub(main_files: dict[str, bytes]):
+    with FakeHub() as server:
+        server.add_commit(REPO, main_files, refs=("main",))
+        yield server
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    return tmp_path / "cache"
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return read_folder(folder)  # follows the cache's snapshot links to their blobs
+
+
+def test_fresh_download(hub: FakeHub, cache: Path, main_files: dict[str, bytes]) -> None:
+    folder = download(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    assert folder.is_relative_to(cache)
+    assert _contents(folder) == main_files
+    fetched = {path.rsplit("/", 1)[-1] for method, path in hub.file_requests() if method == "GET"}
+    assert fetched == set(main_files)
+
+
+def test_cached_reuse_fetches_no_files(hub: FakeHub, cache: Path) -> None:
+    first = download(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    hub.log.clear()
+    again = resolve_model(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    assert again == first
+    assert hub.file_requests() == []  # only the revision lookup went out
+
+
+def test_pinned_revision(hub: FakeHub, cache: Path, tmp_path: Path) -> None:
+    v1_files = read_folder(write_model_folder(tmp_path / "src_v1", seed=1))
+    sha = hub.add_commit(REPO, v1_files, refs=("v1",))
+    main = resolve_model(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    v1 = resolve_model(f"{REPO}@v1", endpoint=hub.endpoint, cache_dir=cache)
+    assert _contents(v1) == v1_files != _contents(main)
+    assert resolve_model(f"{REPO}@{sha}", endpoint=hub.endpoint, cache_dir=cache) == v1
+    assert download(REPO, revision="v1", endpoint=hub.endpoint, cache_dir=cache) == v1
+    with pytest.raises(HubError, match="no revision 'v2'"):
+        resolve_model(f"{REPO}@v2", endpoint=hub.endpoint, cache_dir=cache)
+
+
+@pytest.mark.parametrize("how", ["not uploaded", "404 on resolve"])
+def test_missing_file(hub: FakeHub, cache: Path, main_files: dict[str, bytes], how: str) -> None:
+    files = dict(main_files)
+    if how == "not uploaded":
+        del files["fusion.safetensors"]
+    else:
+        hub.missing.add("fusion.safetensors")
+    hub.add_commit("org/broken", files)
+    with pytest.raises(HubError, match="fusion.safetensors") as info:
+        resolve_model("org/broken", endpoint=hub.endpoint, cache_dir=cache)
+    assert "\n" not in str(info.value)
+
+
+def test_server_down_with_cache(hub: FakeHub, cache: Path, main_files: dict[str, bytes]) -> None:
+    folder = download(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    endpoint = hub.endpoint
+    hub.stop()
+    assert resolve_model(REPO, endpoint=endpoint, cache_dir=cache) == folder
+    assert resolve_model(REPO, offline=True, endpoint=endpoint, cache_dir=cache) == folder
+    assert _contents(folder) == main_files
+
+
+def test_server_down_without_cache(hub: FakeHub, cache: Path) -> None:
+    endpoint = hub.endpoint
+    hub.stop()
+    with pytest.raises(HubError, match="cannot be reached") as info:
+        resolve_model(REPO, endpoint=endpoint, cache_dir=cache)
+    assert "not in the local cache" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_corrupt_file_is_evicted_and_refetched(
+    hub: FakeHub, cache: Path, main_files: dict[str, bytes]
+) -> None:
+    hub.corrupt.add("fusion.safetensors")
+    with pytest.raises(HubError, match=r"fusion\.safetensors: sha256 mismatch"):
+        download(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    blobs = cache / "models--org--tiny" / "blobs"
+    assert all(blob.read_bytes() in main_files.values() for blob in blobs.iterdir())
+    snapshot = next((cache / "models--org--tiny" / "snapshots").iterdir())
+    assert not (snapshot / "fusion.safetensors").exists()
+    # Offline, the cache says what is missing rather than handing out a broken model.
+    with pytest.raises(HubError, match="only partly in the local cache"):
+        resolve_model(REPO, offline=True, endpoint=hub.endpoint, cache_dir=cache)
+
+    hub.corrupt.clear()
+    hub.log.clear()
+    folder = download(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    assert [p for m, p in hub.file_requests() if m == "GET"] == [
+        f"/{REPO}/resolve/{snapshot.name}/fusion.safetensors"
+    ]
+    assert resolve_model(str(folder)) == folder.resolve()
+
+
+def test_offline_never_connects(hub: FakeHub, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(
+        HubError, match="not in the local cache .* --offline is set; run `avlink download"
+    ):
+        resolve_model(f"{REPO}@v1", offline=True, endpoint=hub.endpoint, cache_dir=cache)
+    assert hub.log == []
+
+    folder = download(REPO, endpoint=hub.endpoint, cache_dir=cache)
+    hub.log.clear()
+    assert resolve_model(REPO, offline=True, endpoint=hub.endpoint, cache_dir=cache) == folder
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert resolve_model(REPO, endpoint=hub.endpoint, cache_dir=cache) == folder
+    with pytest.raises(HubError, match="HF_HUB_OFFLINE is set"):
+        download("org/other", endpoint=hub.endpoint, cache_dir=cache)
+    assert hub.log == []
+
+
+def test_preset_uses_packaged_folder_then_hub(
+    hub: FakeHub,
+    cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    main_files: dict[str, bytes],
+) -> None:
+    weights = tmp_path / "weights"
+    packaged = write_model_folder(weights / "avsynth-s", seed=3)
+    monkeypatch.setenv("AVLINK_WEIGHTS", str(weights))
+    assert resolve_model("avsynth-s", offline=True, cache_dir=cache) == packaged.resolve()
+    assert hub.log == []
+
+    hub.add_commit("avlink/avsynth-s", main_files)
+    monkeypatch.setenv("AVLINK_WEIGHTS", str(tmp_path / "elsewhere"))
+    folder = resolve_model("avsynth-s", endpoint=hub.endpoint, cache_dir=cache)
+    assert folder.is_relative_to(cache / "models--avlink--avsynth-s")
+    with pytest.raises(HubError, match="preset 'paper' has no packaged weights"):
+        resolve_model("paper", endpoint=hub.endpoint, cache_dir=cache)
+
+
+def test_local_folder(tmp_path: Path) -> None:
+    folder = write_model_folder(tmp_path / "my model", seed=2)
+    assert resolve_model(str(folder)) == folder.resolve()
+    (folder / "fusion.safetensors").write_bytes(b"junk")
+    with pytest.raises(HubError, match="fusion.safetensors: size 4 bytes"):
+        resolve_model(str(folder))
+    write_manifest(folder, ["model.json"])  # re-hashed: now valid again
+    assert resolve_model(str(folder)) == folder.resolve()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("not a model", "is not a model: give a preset name"),
+        ("./no/such/folder", "no model folder at"),
+        ("", "empty model spec"),
+        ("org/bad--name", "not a valid Hub id"),
+    ],
+)
+def test_bad_spec(spec: str, message: str, cache: Path) -> None:
+    with pytest.raises(HubError, match=message):
+        resolve_model(spec, offline=True, cache_dir=cache)
+
+
+def test_download_refuses_local_folder_and_conflicting_revision(tmp_path: Path) -> None:
+    folder = write_model_folder(tmp_path / "m")
+    with pytest.raises(HubError, match="nothing to download"):
+        download(str(folder))
+    with pytest.raises(HubError, match="names revision 'v1' but --revision is 'v2'"):
+        download(f"{REPO}@v1", revision="v2")
