@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def main_files(tmp_path: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def hub(main_files: dict[str, bytes]):
+def hub(main_files: dict[str, bytes]) -> Iterator[FakeHub]:
     with FakeHub() as server:
         server.add_commit(REPO, main_files, refs=("main",))
         yield server
