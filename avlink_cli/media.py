@@ -14,6 +14,7 @@ into place only when complete; an existing file is never replaced unless ``overw
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import re
@@ -21,6 +22,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +43,9 @@ class OutputExistsError(MediaError):
 class MediaInfo:
     """What probe() finds. Durations in seconds; width/height are the coded size (see display_hw).
 
-    duration is the video stream's span (first frame start to last frame end) when there is
-    video, else the audio stream's. rotation is the clockwise turn, in degrees, that the player
+    duration is where the video stream ends (its last frame's end) on the file's timeline, which
+    starts at 0, when there is video; else where the audio ends. fps is the average frame rate
+    over the frames' own span. rotation is the clockwise turn, in degrees, that the player
     applies for display (0, 90, 180 or 270), like a phone's legacy ``rotate`` tag.
     """
 
@@ -74,17 +77,23 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+_GENERIC = ("Error opening", "Error parsing", "Failed to set value", "To ignore this", "Conversion")
+
+
 def _last_line(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
-    # ffmpeg prefixes lines with "[component @ 0x...]": keep the message only.
-    return re.sub(r"^\[[^\]]*\]\s*", "", lines[-1]) if lines else "ffmpeg failed"
+    """ffmpeg's most specific complaint: the last line that is not a generic epilogue."""
+    # Lines look like "[component @ 0x...] message": keep the message only.
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", ln.strip()) for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln]
+    specific = [ln for ln in lines if not ln.startswith(_GENERIC)]
+    return (specific or lines or ["ffmpeg failed"])[-1]
 
 
-def _run(args: list[str], path: Path | str, *, what: str, stdin: bytes | None = None) -> bytes:
+def _run(args: list[str], path: Path | str, *, what: str) -> bytes:
     """Run ffmpeg; on failure raise MediaError("<path>: <what>: <ffmpeg's last line>")."""
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
     try:
-        res = subprocess.run(cmd, input=stdin, capture_output=True, check=False)
+        res = subprocess.run(cmd, capture_output=True, check=False)
     except OSError as e:
         raise MediaError(f"{path}: {what}: cannot run ffmpeg ({e})") from e
     if res.returncode != 0:
@@ -116,8 +125,9 @@ def _check_input(path: Path) -> None:
         raise MediaError(f"{path}: empty file (0 bytes)")
 
 
-def _stream_spans(path: Path, maps: list[str]) -> list[tuple[int, float]]:
-    """(packet count, duration in s) per mapped stream, from a stream-copy framecrc pass.
+def _stream_spans(path: Path, maps: list[str]) -> list[tuple[int, Fraction, Fraction]]:
+    """(packet count, first pts, end) per mapped stream, in seconds on ffmpeg's timeline (t = 0
+    at the file start), from a stream-copy framecrc pass: exact, and no decoding.
 
     Packets flagged discard (AAC priming, edit-list pre-roll) are not counted. Any demuxer error
     (a truncated or damaged file) is raised rather than silently giving short counts.
@@ -129,11 +139,11 @@ def _stream_spans(path: Path, maps: list[str]) -> list[tuple[int, float]]:
     err = res.stderr.decode(errors="replace")
     if res.returncode != 0 or err.strip():
         raise MediaError(f"{path}: truncated or corrupt ({_last_line(err)})")
-    tb: dict[int, float] = {}
+    tb: dict[int, Fraction] = {}
     pkts: dict[int, list[tuple[int, int]]] = {i: [] for i in range(len(maps))}
     for line in res.stdout.decode(errors="replace").splitlines():
         if m := re.match(r"#tb (\d+): (\d+)/(\d+)", line):
-            tb[int(m.group(1))] = int(m.group(2)) / int(m.group(3))
+            tb[int(m.group(1))] = Fraction(int(m.group(2)), int(m.group(3)))
         elif line and line[0].isdigit():
             f = [x.strip() for x in line.split(",")]
             flags = next((int(x[2:], 16) for x in f[6:] if x.startswith("F=")), 1)
@@ -143,12 +153,12 @@ def _stream_spans(path: Path, maps: list[str]) -> list[tuple[int, float]]:
     for i in range(len(maps)):
         p = pkts[i]
         if not p:
-            spans.append((0, 0.0))
+            spans.append((0, Fraction(0), Fraction(0)))
             continue
         lo, hi = min(t for t, _ in p), max(t + d for t, d in p)
         if all(d == 0 for _, d in p) and len(p) > 1:  # no packet durations: assume even spacing
-            hi = lo + (max(t for t, _ in p) - lo) * len(p) / (len(p) - 1)
-        spans.append((len(p), (hi - lo) * tb.get(i, 0.0)))
+            hi = lo + Fraction(max(t for t, _ in p) - lo) * len(p) / (len(p) - 1)
+        spans.append((len(p), max(lo * tb[i], Fraction(0)), max(hi * tb[i], Fraction(0))))
     return spans
 
 
@@ -182,19 +192,19 @@ def probe(path: str | os.PathLike) -> MediaInfo:
             sar = int(m.group(1)) / int(m.group(2))
         if m := re.search(r"rotation of (-?[\d.]+) degrees", text):
             rotation = round(-float(m.group(1)) / 90) * 90 % 360
-        n_frames, vdur = spans["0:v:0"]
-        if n_frames == 0 or vdur <= 0:
+        n_frames, first, end = spans["0:v:0"]
+        if n_frames == 0 or end <= first:
             raise MediaError(f"{path}: video stream has no frames")
-        fps = n_frames / vdur
+        fps = float(n_frames / (end - first))
     sample_rate = channels = None
     adur = None
     if aline:
         if m := re.search(r"(\d+) Hz, ([^,]+)", aline):
             sample_rate, channels = int(m.group(1)), _channel_count(m.group(2).strip())
-        adur = spans["0:a:0"][1]
+        adur = float(spans["0:a:0"][2])
     return MediaInfo(
         path=path,
-        duration=spans["0:v:0"][1] if vline else float(adur or 0.0),
+        duration=float(spans["0:v:0"][2]) if vline else float(adur or 0.0),
         has_video=vline is not None,
         fps=fps,
         n_frames=n_frames,
@@ -245,11 +255,17 @@ def iter_video(
         raise MediaError(f"{info.path}: has no video stream")
     span = max(0.0, info.duration - start)
     span = span if duration is None else min(span, duration)
+    if span <= 0:
+        raise MediaError(f"{info.path}: start {start:g}s is past the end ({info.duration:g}s)")
     n_out = max(1, round(span * fps))
     h, w = size
-    # round=up: an input frame shown from time p is output for every slot k with k/fps >= p.
-    vf = f"fps=fps={fps!r}:start_time=0:round=up,{_cover_crop(info.display_hw, size)}"
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *_window(start, span)]
+    # Seek a little early: an accurate seek drops every frame before the seek point, including
+    # the one still on screen at `start`. round=up: slot k shows the last frame with pts <= t_k.
+    lead = min(start, 1.0)
+    crop = _cover_crop(info.display_hw, size)
+    vf = f"fps=fps={fps!r}:start_time={lead:.6f}:round=up,{crop}"
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
+    cmd += _window(start - lead, span + lead)
     cmd += ["-i", str(info.path), "-map", "0:v:0", "-vf", vf, "-pix_fmt", "rgb24"]
     cmd += ["-frames:v", str(n_out), "-f", "rawvideo", "pipe:1"]
     frame_bytes = h * w * 3
@@ -306,20 +322,17 @@ def read_audio(
 ) -> np.ndarray:
     """The first audio stream of any audio or video file as (S,) float32 mono at sample_rate.
 
-    Sample n is at ``start + n / sample_rate``. Channels are downmixed by ffmpeg's standard
-    matrix. With ``duration`` the result has exactly ``round(duration * sample_rate)`` samples,
-    zero-padded past the end of the stream.
+    Sample n is at ``start + n / sample_rate``. Channels are downmixed with ffmpeg's standard
+    matrix, normalised so that it cannot clip. With ``duration`` the result has exactly
+    ``round(duration * sample_rate)`` samples, zero-padded past the end of the stream.
     """
-    path = Path(path)
-    _check_input(path)
-    args = [*_window(start, duration), "-i", str(path), "-map", "0:a:0", "-vn"]
-    args += ["-ac", "1", "-ar", str(int(sample_rate)), "-f", "f32le", "pipe:1"]
-    try:
-        raw = _run(args, path, what="cannot decode audio")
-    except MediaError as e:
-        if "matches no streams" in str(e):
-            raise MediaError(f"{path}: has no audio stream") from None
-        raise
+    info = probe(path)
+    if not info.has_audio:
+        raise MediaError(f"{info.path}: has no audio stream")
+    # first_pts=0: a stream that starts late is padded, so sample 0 is at t = start.
+    af = f"aresample={int(sample_rate)}:ochl=mono:rematrix_maxval=1:first_pts=0"
+    args = [*_window(start, duration), "-i", str(info.path), "-map", "0:a:0", "-vn", "-af", af]
+    raw = _run([*args, "-f", "f32le", "pipe:1"], info.path, what="cannot decode audio")
     wav = np.frombuffer(raw, np.float32).copy()
     if duration is not None:
         n = round(duration * sample_rate)
@@ -469,7 +482,7 @@ def write_video(
 
     def raw_frames() -> Iterator[bytes]:
         nonlocal n_frames
-        for chunk in _chain(first, chunks):
+        for chunk in itertools.chain([first], chunks):
             chunk = np.asarray(chunk, dtype=np.uint8)
             if chunk.shape[1:] != (h, w, 3):
                 raise ValueError(f"write_video: chunk of shape {chunk.shape}, expected {h}x{w}")
@@ -509,8 +522,3 @@ def _pipe_in(args: list[str], data: Iterable[bytes], path: Path) -> None:
             err.seek(0)
             msg = _last_line(err.read().decode(errors="replace"))
             raise MediaError(f"{path}: cannot encode video ({msg})")
-
-
-def _chain(first: np.ndarray, rest: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    yield first
-    yield from rest
