@@ -1,0 +1,255 @@
+"""The avlink command line (Typer + rich).
+
+Layout, for whoever adds a command:
+- options used by more than one command are declared once below as ``Annotated`` aliases
+  (``ModelOpt``, ``DeviceOpt``, ...); a new command lists the ones it takes;
+- a command body runs inside ``with cli_errors(debug):``, which turns our exceptions into one
+  ``error: ...`` line on stderr and an exit code (2 usage, 1 failure), with the traceback only
+  under ``--debug``;
+- heavy imports (torch, the model, media) happen inside command bodies, so ``avlink --help``
+  stays fast.
+
+Exit codes: 0 all inputs succeeded, 1 some input (or the model) failed, 2 usage error.
+"""
+
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from enum import Enum
+from typing import Annotated, NoReturn
+
+import typer
+
+app = typer.Typer(
+    name="avlink",
+    help="Synchronized sound for silent video, and video for sound (AV-Link).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class Dtype(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Sampler(str, Enum):
+    euler = "euler"
+    heun = "heun"
+
+
+# ------------------------------------------------------------------------------ shared options
+
+ModelOpt = Annotated[
+    str, typer.Option("--model", "-m", help="Preset name, model folder, or Hub id org/name[@rev].")
+]
+DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run; auto picks a GPU.")]
+DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Compute dtype; auto: bf16 on GPU.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Same seed, same output file.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per input on stdout.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and full tracebacks.")]
+OfflineOpt = Annotated[
+    bool, typer.Option("--offline", help="Never touch the network (like HF_HUB_OFFLINE=1).")
+]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+InputsArg = Annotated[
+    list[str], typer.Argument(help="Media files, folders or glob patterns.", show_default=False)
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Output file (one input) or folder (several). Default: next to each input.",
+        show_default=False,
+    ),
+]
+PromptOpt = Annotated[str, typer.Option("--prompt", "-p", help="What it should sound/look like.")]
+NegativeOpt = Annotated[str, typer.Option("--negative-prompt", help="What to steer away from.")]
+StepsOpt = Annotated[
+    int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the model's).")
+]
+CfgOpt = Annotated[
+    float | None, typer.Option("--cfg", min=0.0, help="Guidance scale (default: the model's).")
+]
+SamplesOpt = Annotated[
+    int, typer.Option("--samples", min=1, help="Outputs per input (named out.0.mp4, ...).")
+]
+SamplerOpt = Annotated[Sampler, typer.Option("--sampler", help="ODE solver.")]
+
+
+# ------------------------------------------------------------------------------ error handling
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print one ``error:`` line on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextlib.contextmanager
+def cli_errors(debug: bool) -> Iterator[None]:
+    """Turn exceptions into one line and an exit code: UsageError 2, our own errors 1.
+
+    "Our own" is any exception class defined in avlink_cli (MediaError, ModelError, HubError,
+    ...): those carry a message meant for the user. Anything else is a bug: its type is shown.
+    """
+    from avlink_cli.batch import UsageError, one_line
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        if debug:
+            logging.getLogger("avlink_cli").exception("command failed")
+        fail(one_line(e), 2 if isinstance(e, UsageError) else 1)
+
+
+def setup_logging(debug: bool) -> None:
+    """Only the CLI configures logging: rich on stderr, DEBUG with --debug."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=Console(stderr=True), show_path=debug, rich_tracebacks=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[handler],
+        force=True,
+    )
+
+
+# ------------------------------------------------------------------------------ dub / animate
+
+
+def _run_batch(
+    task_name: str,
+    inputs: list[str],
+    output: str | None,
+    *,
+    gen,
+    opts,
+    overwrite: bool,
+    as_json: bool,
+) -> int:
+    """Run a batch, print each result as it finishes, return the exit code."""
+    from avlink_cli import batch
+
+    task = batch.DUB if task_name == "dub" else batch.ANIMATE
+    failed: list[str] = []
+    shown_model_error = False
+    n = 0
+    for res in batch.run(task, inputs, output, gen=gen, opts=opts, overwrite=overwrite):
+        n += 1
+        if as_json:
+            typer.echo(json.dumps(res.record()))
+        if res.status == "ok":
+            if not as_json:
+                typer.echo(f"{res.input} -> {', '.join(res.outputs)} ({res.seconds:.1f} s)")
+            continue
+        failed.append(res.input)
+        if res.kind == "model":
+            if not shown_model_error:  # the same for every input: say it once
+                typer.echo(f"error: {res.error}", err=True)
+            shown_model_error = True
+        elif res.kind == "internal":
+            typer.echo(f"error: {res.input}: {res.error}", err=True)
+        else:
+            typer.echo(f"error: {res.error}", err=True)
+    if failed and n > 1:
+        names = ", ".join(failed[:10]) + (
+            f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        )
+        typer.echo(f"error: {len(failed)} of {n} inputs failed: {names}", err=True)
+    return 1 if failed else 0
+
+
+@app.command()
+def dub(
+    inputs: InputsArg,
+    output: OutputOpt = None,
+    prompt: PromptOpt = "",
+    negative_prompt: NegativeOpt = "",
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    samples: SamplesOpt = 1,
+    sampler: SamplerOpt = Sampler.euler,
+    mix_original: Annotated[
+        float | None,
+        typer.Option(
+            "--mix-original",
+            min=0.0,
+            metavar="GAIN",
+            help="Mix the video's own soundtrack back in at this gain.",
+        ),
+    ] = None,
+    overwrite: OverwriteOpt = False,
+    model: ModelOpt = "avsynth-s",
+    device: DeviceOpt = Device.auto,
+    dtype: DtypeOpt = Dtype.auto,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+    offline: OfflineOpt = False,
+) -> None:
+    """Give silent video a synchronized soundtrack (.mp4/.mov/.mkv: muxed; .wav/.flac: audio)."""
+    setup_logging(debug)
+    with cli_errors(debug):
+        from avlink_cli.batch import GenOptions, ModelOptions
+
+        gen = GenOptions(prompt, negative_prompt, steps, cfg, samples, sampler.value, mix_original)
+        opts = ModelOptions(model, device.value, dtype.value, seed, offline)
+        code = _run_batch(
+            "dub", inputs, output, gen=gen, opts=opts, overwrite=overwrite, as_json=as_json
+        )
+    raise typer.Exit(code)
+
+
+@app.command()
+def animate(
+    inputs: InputsArg,
+    output: OutputOpt = None,
+    prompt: PromptOpt = "",
+    negative_prompt: NegativeOpt = "",
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    samples: SamplesOpt = 1,
+    sampler: SamplerOpt = Sampler.euler,
+    overwrite: OverwriteOpt = False,
+    model: ModelOpt = "avsynth-s",
+    device: DeviceOpt = Device.auto,
+    dtype: DtypeOpt = Dtype.auto,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+    offline: OfflineOpt = False,
+) -> None:
+    """Make video whose visual events land on the sound's events; the input audio is muxed in."""
+    setup_logging(debug)
+    with cli_errors(debug):
+        from avlink_cli.batch import GenOptions, ModelOptions
+
+        gen = GenOptions(prompt, negative_prompt, steps, cfg, samples, sampler.value)
+        opts = ModelOptions(model, device.value, dtype.value, seed, offline)
+        code = _run_batch(
+            "animate", inputs, output, gen=gen, opts=opts, overwrite=overwrite, as_json=as_json
+        )
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point (``avlink``) and ``python -m avlink_cli``."""
+    app(prog_name="avlink")
