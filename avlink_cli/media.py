@@ -89,16 +89,36 @@ def _last_line(stderr: str) -> str:
     return (specific or lines or ["ffmpeg failed"])[-1]
 
 
-def _run(args: list[str], path: Path | str, *, what: str) -> bytes:
-    """Run ffmpeg; on failure raise MediaError("<path>: <what>: <ffmpeg's last line>")."""
+@contextlib.contextmanager
+def _ffmpeg(args: list[str], path: Path, what: str, **popen) -> Iterator[subprocess.Popen]:
+    """Run ffmpeg around the block; kill it if the block fails (or a generator is closed).
+
+    A non-zero exit raises MediaError("<path>: <what> (<ffmpeg's complaint>)"). stderr goes to
+    a temporary file, so pipes on stdin/stdout can never deadlock against it.
+    """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
-    try:
-        res = subprocess.run(cmd, capture_output=True, check=False)
-    except OSError as e:
-        raise MediaError(f"{path}: {what}: cannot run ffmpeg ({e})") from e
-    if res.returncode != 0:
-        raise MediaError(f"{path}: {what}: {_last_line(res.stderr.decode(errors='replace'))}")
-    return res.stdout
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stderr=err, **popen)
+        try:
+            yield proc
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            rc = proc.wait()
+        if rc != 0:
+            err.seek(0)
+            raise MediaError(f"{path}: {what} ({_last_line(err.read().decode(errors='replace'))})")
+
+
+def _run(args: list[str], path: Path, what: str) -> bytes:
+    """Run ffmpeg to completion and return its stdout."""
+    with _ffmpeg(args, path, what, stdout=subprocess.PIPE) as proc:
+        return proc.stdout.read()
 
 
 # ---------------------------------------------------------------------------------------- probe
@@ -264,39 +284,23 @@ def iter_video(
     lead = min(start, 1.0)
     crop = _cover_crop(info.display_hw, size)
     vf = f"fps=fps={fps!r}:start_time={lead:.6f}:round=up,{crop}"
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error"]
-    cmd += _window(start - lead, span + lead)
-    cmd += ["-i", str(info.path), "-map", "0:v:0", "-vf", vf, "-pix_fmt", "rgb24"]
-    cmd += ["-frames:v", str(n_out), "-f", "rawvideo", "pipe:1"]
-    frame_bytes = h * w * 3
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
-        assert proc.stdout is not None
-        sent, last = 0, None
-        try:
-            while sent < n_out:
-                want = min(chunk_frames, n_out - sent)
-                buf = proc.stdout.read(want * frame_bytes)
-                got = len(buf) // frame_bytes
-                if got == 0:
-                    break
-                last = np.frombuffer(buf[: got * frame_bytes], np.uint8).reshape(got, h, w, 3)
-                sent += got
-                yield last
-            rc = proc.wait()
-            if rc != 0 or last is None:
-                err.seek(0)
-                msg = _last_line(err.read().decode(errors="replace"))
-                raise MediaError(f"{info.path}: cannot decode video ({msg})")
-            while sent < n_out:  # the stream ended a little early: hold the last picture
-                pad = min(chunk_frames, n_out - sent)
-                sent += pad
-                yield np.repeat(last[-1:], pad, axis=0)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
+    args = [*_window(start - lead, span + lead), "-i", str(info.path), "-map", "0:v:0"]
+    args += ["-vf", vf, "-pix_fmt", "rgb24", "-frames:v", str(n_out), "-f", "rawvideo", "pipe:1"]
+    frame_bytes, sent, last = h * w * 3, 0, None
+    with _ffmpeg(args, info.path, "cannot decode video", stdout=subprocess.PIPE) as proc:
+        while sent < n_out:
+            buf = proc.stdout.read(min(chunk_frames, n_out - sent) * frame_bytes)
+            if not (got := len(buf) // frame_bytes):
+                break
+            last = np.frombuffer(buf[: got * frame_bytes], np.uint8).reshape(got, h, w, 3)
+            sent += got
+            yield last
+    if last is None:
+        raise MediaError(f"{info.path}: cannot decode video (no frames came out)")
+    while sent < n_out:  # the stream ended a little early: hold the last picture
+        pad = min(chunk_frames, n_out - sent)
+        sent += pad
+        yield np.repeat(last[-1:], pad, axis=0)
 
 
 def read_video(
@@ -332,7 +336,7 @@ def read_audio(
     # first_pts=0: a stream that starts late is padded, so sample 0 is at t = start.
     af = f"aresample={int(sample_rate)}:ochl=mono:rematrix_maxval=1:first_pts=0"
     args = [*_window(start, duration), "-i", str(info.path), "-map", "0:a:0", "-vn", "-af", af]
-    raw = _run([*args, "-f", "f32le", "pipe:1"], info.path, what="cannot decode audio")
+    raw = _run([*args, "-f", "f32le", "pipe:1"], info.path, "cannot decode audio")
     wav = np.frombuffer(raw, np.float32).copy()
     if duration is not None:
         n = round(duration * sample_rate)
@@ -449,7 +453,7 @@ def _mux(video: Path, wav: np.ndarray, sample_rate: int, tmp: Path, td: str, out
     sf.write(wav_file, wav, int(sample_rate), subtype="FLOAT")
     args = ["-y", "-i", str(video), "-i", wav_file, "-map", "0:v:0", "-map", "1:a:0"]
     args += ["-c:v", "copy", "-c:a", "aac", "-b:a", "160k", "-map_metadata", "0"]
-    _run([*args, *_faststart(out), str(tmp)], out, what="cannot write")
+    _run([*args, *_faststart(out), str(tmp)], out, "cannot write")
 
 
 def write_video(
@@ -503,22 +507,8 @@ def write_video(
 
 
 def _pipe_in(args: list[str], data: Iterable[bytes], path: Path) -> None:
-    """Run ffmpeg feeding ``data`` to its stdin; raise MediaError naming path if it fails."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
-        assert proc.stdin is not None
-        try:
+    """Run ffmpeg feeding ``data`` to its stdin (an exception in ``data`` abandons the encode)."""
+    with _ffmpeg(args, path, "cannot encode video", stdin=subprocess.PIPE) as proc:
+        with contextlib.suppress(BrokenPipeError):  # ffmpeg quit early: its exit code says why
             for block in data:
                 proc.stdin.write(block)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        finally:
-            if not proc.stdin.closed and proc.poll() is None:
-                proc.kill()  # the producer raised: abandon the encode
-            rc = proc.wait()
-        if rc != 0:
-            err.seek(0)
-            msg = _last_line(err.read().decode(errors="replace"))
-            raise MediaError(f"{path}: cannot encode video ({msg})")
