@@ -204,9 +204,13 @@ def _load_component(
             raise StateDictError(
                 f"{path}: key {key!r} has shape {tuple(tensors[key].shape)}, the model needs {tuple(ref.shape)}"
             )
+    # copy=True: tensors parsed from the file buffer can be misaligned, and a misaligned weight
+    # takes other CPU kernels whose rounding differs; fresh storage makes loads bit-exact
     tensors = {
         k: v.to(
-            device=device, dtype=dtype if dtype is not None and v.is_floating_point() else v.dtype
+            device=device,
+            dtype=dtype if dtype is not None and v.is_floating_point() else None,
+            copy=True,
         )
         for k, v in tensors.items()
     }
