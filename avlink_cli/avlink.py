@@ -130,7 +130,8 @@ class AVLink(nn.Module):
         return parts | ({"external": self.external} if self.external is not None else {})
 
     def set_trainable(self, *names: str) -> list[nn.Parameter]:
-        """requires_grad on the named components only; returns their parameters."""
+        """requires_grad on the named components only (none: all frozen); returns their
+        parameters. "external" may be named when the model has none."""
         parts = self.components()
         if unknown := set(names) - set(parts) - {"external"}:
             raise ValueError(f"unknown components {sorted(unknown)}; known: {list(parts)}")
@@ -140,12 +141,8 @@ class AVLink(nn.Module):
 
     def fusion_parameters(self) -> list[nn.Parameter]:
         """What the Fusion stage trains: the Fusion Blocks and, with the ablation, external encoders."""
-        return [
-            p
-            for name in ("fusion", "external")
-            if name in self.components()
-            for p in self.components()[name].parameters()
-        ]
+        trained = [self.fusion] + ([self.external] if self.external is not None else [])
+        return [p for module in trained for p in module.parameters()]
 
     def dit(self, modality: str) -> DiT:
         return {"audio": self.audio_dit, "video": self.video_dit}[modality]

@@ -13,6 +13,7 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ops import (
@@ -29,6 +30,18 @@ from .presets import DiTConfig
 
 if TYPE_CHECKING:
     from .text import TextContext
+
+
+class QKNorm(nn.Module):
+    """RMS norm over the head width, computed in float32 (stable under bf16 autocast)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
 class Mlp(nn.Module):
@@ -53,8 +66,8 @@ class SelfAttention(nn.Module):
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
-        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.q_norm = QKNorm(dim // heads)
+        self.k_norm = QKNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
     def heads_of(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -75,8 +88,8 @@ class CrossAttention(nn.Module):
         self.heads = heads
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(context_dim, 2 * dim)
-        self.q_norm = nn.RMSNorm(dim // heads, eps=1e-6)
-        self.k_norm = nn.RMSNorm(dim // heads, eps=1e-6)
+        self.q_norm = QKNorm(dim // heads)
+        self.k_norm = QKNorm(dim // heads)
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: Tensor, context: Tensor, mask: Tensor) -> Tensor:
@@ -189,7 +202,7 @@ class DiT(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)) and m.weight is not None:
+            elif isinstance(m, (nn.LayerNorm, QKNorm)) and m.weight is not None:
                 nn.init.ones_(m.weight)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)

@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .dit import Mlp, SelfAttention
+from .dit import Mlp, QKNorm, SelfAttention
 from .ops import attention, grid_positions, modulate, rope, rope_axes, rope_nd
 from .presets import FusionConfig, Preset
 from .text import EncoderLayer
@@ -151,7 +151,7 @@ class Fusion(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.RMSNorm):
+            elif isinstance(m, QKNorm):
                 nn.init.ones_(m.weight)
         for block in self.blocks:
             for stream in (block.audio, block.video):
@@ -211,7 +211,7 @@ class ExternalEncoders(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
+            elif isinstance(m, (nn.LayerNorm, QKNorm)):
                 nn.init.ones_(m.weight)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)

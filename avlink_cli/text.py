@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .dit import Mlp, SelfAttention
+from .dit import Mlp, QKNorm, SelfAttention
 from .ops import rope
 from .presets import TextConfig
 
@@ -106,7 +106,7 @@ class TextEncoder(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, nn.RMSNorm)):
+            elif isinstance(m, (nn.LayerNorm, QKNorm)):
                 nn.init.ones_(m.weight)
                 if getattr(m, "bias", None) is not None:
                     nn.init.zeros_(m.bias)
