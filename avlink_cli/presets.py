@@ -218,7 +218,7 @@ def register(preset: Preset) -> Preset:
 TINY = register(
     Preset(
         name="tiny",
-        description="Tests only: a few thousand parameters, 2-second clips.",
+        description="Tests only: about 0.3M parameters, 2-second clips.",
         duration=2.0,
         video=VideoSpec(fps=8.0, height=16, width=16, patch=(1, 8, 8)),
         video_dit=DiTConfig(width=32, depth=4, heads=2),
