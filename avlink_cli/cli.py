@@ -253,3 +253,7 @@ def animate(
 def main() -> None:
     """Console-script entry point (``avlink``) and ``python -m avlink_cli``."""
     app(prog_name="avlink")
+
+
+# The other commands (models, download, synth, train, eval) register themselves on `app`.
+from avlink_cli import commands as _commands  # noqa: E402, F401

@@ -1,0 +1,334 @@
+"""The commands around generation: models, download, synth, train, eval.
+
+Registered on the app of `cli.py` (which imports this module last); they reuse its shared
+options and its error handling, and import torch and friends only inside their bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from avlink_cli.cli import (
+    DebugOpt,
+    Device,
+    DeviceOpt,
+    JsonOpt,
+    OfflineOpt,
+    OverwriteOpt,
+    SeedOpt,
+    app,
+    cli_errors,
+    setup_logging,
+)
+
+
+class CommandError(Exception):
+    """A command's arguments or inputs are unusable; one line for the user."""
+
+
+def _resolve_device(device: Device) -> torch.device:  # noqa: F821 - torch imported lazily
+    import torch
+
+    if device == Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == Device.cuda and not torch.cuda.is_available():
+        raise CommandError("--device cuda: no CUDA GPU is available here")
+    return torch.device(device.value)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+# ------------------------------------------------------------------------------ models, download
+
+
+@app.command()
+def models(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """List the presets: parameters per component, token counts, rates (no weights allocated)."""
+    setup_logging(debug)
+    with cli_errors(debug):
+        from avlink_cli.catalog import describe_presets
+
+        rows = describe_presets()
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        from rich.table import Table
+
+        table = Table(title="avlink presets")
+        for col in (
+            "preset",
+            "clip",
+            "video",
+            "audio",
+            "video DiT",
+            "audio DiT",
+            "fusion",
+            "tokens v/a",
+        ):
+            table.add_column(col)
+        for r in rows:
+            p, v, a = r["parameters"], r["video"], r["audio"]
+            table.add_row(
+                r["name"],
+                f"{r['duration_s']:g} s",
+                f"{v['size'][0]}x{v['size'][1]} @ {v['fps']:g} fps",
+                f"{a['sample_rate'] // 1000} kHz, {a['n_mels']} mel",
+                _millions(p["video_dit"]),
+                _millions(p["audio_dit"]),
+                _millions(p["fusion"]),
+                f"{v['tokens']}/{a['tokens']}",
+            )
+        from rich.console import Console
+
+        Console().print(table)
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+@app.command()
+def download(
+    model: Annotated[str, typer.Argument(help="Preset name or Hub id org/name[@revision].")],
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch, tag or commit.")
+    ] = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Fetch a model into the Hugging Face cache and verify every file's sha256."""
+    setup_logging(debug)
+    with cli_errors(debug):
+        from avlink_cli import hub
+
+        folder = hub.download(model, revision=revision)
+        typer.echo(json.dumps({"model": model, "path": str(folder)}) if as_json else str(folder))
+
+
+# ------------------------------------------------------------------------------ synth
+
+
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Argument(help="Folder for the clips and their JSON sidecars.")],
+    split: Annotated[
+        Split, typer.Option("--split", help="Seed range: train, val or test.")
+    ] = Split.train,
+    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of clips.")] = 16,
+    seed: SeedOpt = 0,
+    preset: Annotated[
+        str, typer.Option("--preset", help="Sizes and rates of the clips.")
+    ] = "avsynth-s",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Render AVSynth clips (mp4 with sound) with sidecars of their true event times."""
+    setup_logging(debug)
+    with cli_errors(debug):
+        from rich.progress import Progress
+
+        from avlink_cli.presets import get_preset
+        from avlink_cli.synth import synth_split
+
+        try:
+            p = get_preset(preset)
+        except KeyError as e:
+            raise CommandError(str(e.args[0])) from None
+        t0 = time.perf_counter()
+        with Progress(console=_console(), disable=as_json, transient=True) as bar:
+            task = bar.add_task(f"synth {split.value}", total=count)
+            paths = synth_split(
+                out,
+                split=split.value,
+                count=count,
+                seed=seed,
+                preset=p,
+                workers=workers,
+                overwrite=overwrite,
+                on_clip=lambda _: bar.advance(task),
+            )
+        dt = time.perf_counter() - t0
+        if as_json:
+            for path in paths:
+                typer.echo(
+                    json.dumps({"output": str(path), "sidecar": str(path.with_suffix(".json"))})
+                )
+        else:
+            typer.echo(f"{len(paths)} clips in {out} ({dt:.1f} s, {len(paths) / dt:.1f} clips/s)")
+
+
+# ------------------------------------------------------------------------------ train
+
+
+class Stage(str, Enum):
+    vocoder = "vocoder"
+    audio = "audio"
+    video = "video"
+    fusion = "fusion"
+    all = "all"
+
+
+ABLATIONS = {  # flag -> (Ablation field, value)
+    "no-reinject": ("reinject_cond", False),
+    "rope-index": ("rope_by_index", True),
+    "uniform-t": ("uniform_t_cond", True),
+    "external": ("external_features", True),
+}
+
+
+@app.command()
+def train(
+    stage: Annotated[Stage, typer.Argument(help="vocoder, audio, video, fusion, or all in order.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to train into.")],
+    preset: Annotated[str, typer.Option("--preset", help="Model sizes.")] = "avsynth-s",
+    data: Annotated[
+        str, typer.Option("--data", help="'avsynth' or a folder of videos with sound.")
+    ] = "avsynth",
+    clips: Annotated[
+        int,
+        typer.Option(
+            "--clips", min=1, help="Training clips (AVSynth) or at most this many windows."
+        ),
+    ] = 2000,
+    val_clips: Annotated[int, typer.Option("--val-clips", min=1, help="Validation clips.")] = 64,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Optimizer steps (default: per stage and preset)."),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Global batch size.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    ablation: Annotated[
+        list[str] | None,
+        typer.Option("--ablation", help=f"Ablation switch: {', '.join(ABLATIONS)}."),
+    ] = None,
+    cache: Annotated[
+        Path, typer.Option("--cache", help="Where decoded training arrays are cached.")
+    ] = Path(".avlink-cache"),
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Processes that render/decode data.")
+    ] = 2,
+    device: DeviceOpt = Device.auto,
+    seed: SeedOpt = 0,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Train a stage into a model folder; resumes from its last checkpoint when re-run.
+
+    Multi-process: torchrun --nproc_per_node N -m avlink_cli train STAGE --out DIR
+    """
+    setup_logging(debug)
+    with cli_errors(debug):
+        from avlink_cli.training.plan import run_training
+
+        unknown = [a for a in ablation or [] if a not in ABLATIONS]
+        if unknown:
+            raise CommandError(
+                f"--ablation {unknown[0]}: unknown; choose from {', '.join(ABLATIONS)}"
+            )
+        switches = dict(ABLATIONS[a] for a in ablation or [])
+        summaries = run_training(
+            stage.value,
+            out=out,
+            preset_name=preset,
+            data=data,
+            clips=clips,
+            val_clips=val_clips,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            ablation=switches,
+            cache=cache,
+            workers=workers,
+            device=_resolve_device(device),
+            seed=seed,
+            quiet=as_json,
+            console=_console(),
+        )
+        for s in summaries:
+            typer.echo(json.dumps(s) if as_json else _stage_line(s))
+
+
+def _stage_line(s: dict) -> str:
+    extra = ""
+    if "mrstft_neural" in s:
+        extra = f", MR-STFT {s['mrstft_neural']:.3f} (Griffin-Lim {s['mrstft_griffin_lim']:.3f})"
+    return f"{s['stage']}: {s['steps']} steps in {s['seconds']:.0f} s, val loss {s['val_loss']:.4f}{extra}"
+
+
+# ------------------------------------------------------------------------------ eval
+
+
+class EvalMode(str, Enum):
+    auto = "auto"
+    v2a = "v2a"
+    a2v = "a2v"
+
+
+@app.command("eval")
+def evaluate(
+    generated: Annotated[Path, typer.Argument(help="Folder of generated files.")],
+    reference: Annotated[
+        Path | None,
+        typer.Option("--reference", "-r", help="Folder of references (matched by name)."),
+    ] = None,
+    sidecars: Annotated[
+        Path | None,
+        typer.Option("--sidecars", help="Folder of AVSynth JSON sidecars (true events)."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write one PNG per clip into this folder.")
+    ] = None,
+    mode: Annotated[
+        EvalMode, typer.Option("--mode", help="v2a scores audio, a2v scores video.")
+    ] = EvalMode.auto,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score sync: onset accuracy/AP (CondFoleyGen), timing errors, A2V event match, AV-Align."""
+    setup_logging(debug)
+    with cli_errors(debug):
+        from avlink_cli.evaluate import run_eval
+
+        if not generated.is_dir():
+            raise CommandError(f"{generated}: not a folder")
+        try:
+            result = run_eval(
+                generated, reference=reference, sidecars=sidecars, plot_dir=plot, mode=mode.value
+            )
+        except ValueError as e:
+            raise CommandError(str(e)) from None
+        if as_json:
+            typer.echo(json.dumps(result))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"sync ({result['mode']}, {len(result['clips'])} clips)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for k, v in result["summary"].items():
+            table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        Console().print(table)
+
+
+_ = OfflineOpt  # shared options not used here are imported for the generation commands' sake

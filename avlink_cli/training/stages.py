@@ -1,0 +1,145 @@
+"""The four training stages as loss modules: `forward(batch, rand) -> scalar loss`.
+
+- `VocoderStage`: normalised log-mel of a random waveform crop -> waveform; multi-resolution
+  STFT loss (spectral convergence + log magnitude) plus an L1 on the re-computed log-mel.
+- `GeneratorStage`: one DiT (audio or video) as a text-conditioned flow-matching generator; the
+  prompt is dropped (replaced by the empty prompt) with probability `p_uncond`.
+- `FusionStage`: the AV-Link loss with both backbones frozen; every batch trains the directions
+  it is given (V2A and A2V on the same clips), conditioning side at the fixed t_cond.
+
+All randomness comes from `rand` (see loop.Rand), so runs are exact under resume and DDP.
+Time convention: t = 0 noise, t = 1 data; x_t = t x1 + (1 - t) x0; target x1 - x0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from avlink_cli import flow
+from avlink_cli.avlink import AVLink, sides
+from avlink_cli.codecs import log_mel, mel_to_tokens, video_to_tokens
+from avlink_cli.codecs.vocoder import NeuralVocoder
+from avlink_cli.presets import AudioSpec, Preset
+from avlink_cli.text import TextContext, tokenize
+from avlink_cli.training.loop import Rand
+
+STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_fft, hop, win)
+
+
+def stft_mag(x: Tensor, n_fft: int, hop: int, win: int) -> Tensor:
+    window = torch.hann_window(win, device=x.device)
+    spec = torch.stft(x.float(), n_fft, hop, win, window=window, return_complex=True)
+    return spec.abs().clamp(min=1e-5)  # (B, F, T)
+
+
+def mrstft_loss(pred: Tensor, target: Tensor) -> Tensor:
+    """Multi-resolution STFT distance (waveforms (B, S)): spectral convergence + log-mag L1,
+    averaged over resolutions. Lower is better; also the vocoder's evaluation metric."""
+    total = pred.new_zeros((), dtype=torch.float32)
+    for n_fft, hop, win in STFT_RESOLUTIONS:
+        p, t = stft_mag(pred, n_fft, hop, win), stft_mag(target, n_fft, hop, win)
+        sc = torch.linalg.norm(t - p, dim=(1, 2)) / torch.linalg.norm(t, dim=(1, 2)).clamp(min=1e-5)
+        total = total + sc.mean() + (t.log() - p.log()).abs().mean()
+    return total / len(STFT_RESOLUTIONS)
+
+
+def random_crops(wav: Tensor, length: int, rand: Rand) -> Tensor:
+    """(B, S) -> (B, length) crops at random offsets that are multiples of 1 (any sample)."""
+    b, s = wav.shape
+    if s <= length:
+        return nn.functional.pad(wav, (0, length - s))
+    start = (rand.uniform() * (s - length)).long()  # (B,)
+    idx = start[:, None] + torch.arange(length, device=wav.device)  # (B, length)
+    return wav.gather(1, idx)
+
+
+class VocoderStage(nn.Module):
+    def __init__(self, vocoder: NeuralVocoder, spec: AudioSpec, *, segment_frames: int = 48):
+        super().__init__()
+        self.vocoder, self.spec, self.segment = vocoder, spec, segment_frames * spec.hop
+
+    def forward(self, batch: dict[str, Tensor], rand: Rand) -> Tensor:
+        wav = random_crops(batch["wav"], self.segment, rand)  # (B, S_seg)
+        mel = log_mel(wav, self.spec)  # (B, n_mels, S_seg / hop)
+        pred = self.vocoder(mel)  # (B, S_seg)
+        mel_l1 = (log_mel(pred, self.spec) - mel).abs().mean()
+        return mrstft_loss(pred, wav) + 0.1 * mel_l1
+
+
+def drop_prompts(ids: Tensor, mask: Tensor, p: float, rand: Rand) -> tuple[Tensor, Tensor]:
+    """Replace each row's prompt by the empty prompt with probability p."""
+    null_ids, null_mask = tokenize([""], ids.shape[1])
+    drop = (rand.uniform() < p)[:, None]  # (B, 1)
+    ids = torch.where(drop, null_ids.to(ids.device), ids)
+    mask = torch.where(drop, null_mask.to(mask.device), mask)
+    return ids, mask
+
+
+def logit_normal_t(rand: Rand, shift: float) -> Tensor:
+    return flow.shift_time(torch.sigmoid(rand.normal()), shift)
+
+
+def clean_tokens(preset: Preset, batch: dict[str, Tensor], modality: str) -> Tensor:
+    """Data tokens x1 of one modality from a batch: mel (B, n_mels, F) or frames uint8."""
+    if modality == "audio":
+        return mel_to_tokens(batch["mel"].float(), preset.audio.frames_per_token)  # (B, N_a, D_a)
+    return video_to_tokens(batch["frames"], preset.video)  # (B, N_v, D_v)
+
+
+class GeneratorStage(nn.Module):
+    """Trains `model.<modality>_dit` (and the text encoder when `train_text`)."""
+
+    def __init__(
+        self, model: AVLink, modality: str, *, p_uncond: float = 0.2, t_shift: float = 1.0
+    ):
+        super().__init__()
+        self.model, self.modality = model, modality
+        self.p_uncond, self.t_shift = p_uncond, t_shift
+
+    def forward(self, batch: dict[str, Tensor], rand: Rand) -> Tensor:
+        x1 = clean_tokens(self.model.preset, batch, self.modality)
+        ids, mask = drop_prompts(batch["ids"], batch["mask"], self.p_uncond, rand)
+        ctx = self.model.text(ids, mask)
+        t = logit_normal_t(rand, self.t_shift)  # (B,)
+        x0 = rand.normal(*x1.shape[1:])
+        v = self.model.dit(self.modality)(flow.interpolate(x0, x1, t), t, ctx)
+        return flow.loss(v, x0, x1)
+
+
+class FusionStage(nn.Module):
+    """Trains the Fusion Blocks (and external encoders with that ablation); backbones frozen."""
+
+    def __init__(
+        self,
+        model: AVLink,
+        directions: tuple[str, ...] = ("v2a", "a2v"),
+        *,
+        p_uncond: float = 0.5,
+        t_shift: float = 1.0,
+    ):
+        super().__init__()
+        self.model, self.directions = model, directions
+        self.p_uncond, self.t_shift = p_uncond, t_shift
+
+    def forward(self, batch: dict[str, Tensor], rand: Rand) -> Tensor:
+        model = self.model
+        ids, mask = drop_prompts(batch["ids"], batch["mask"], self.p_uncond, rand)
+        with torch.no_grad():
+            ctx: TextContext = model.text(ids, mask)
+        losses = []
+        for direction in self.directions:
+            gen, cnd = sides(direction)
+            x1 = clean_tokens(model.preset, batch, gen)
+            cond = clean_tokens(model.preset, batch, cnd)
+            t = logit_normal_t(rand, self.t_shift)
+            x0 = rand.normal(*x1.shape[1:])
+            cond_noise = rand.normal(*cond.shape[1:])
+            u = rand.uniform()
+            t_cond = (
+                u if model.ablation.uniform_t_cond else torch.full_like(u, model.t_cond(direction))
+            )
+            cache = model.prepare_condition(direction, cond, ctx, t_cond=t_cond, noise=cond_noise)
+            v = model.velocity(direction, flow.interpolate(x0, x1, t), t, cache, ctx)
+            losses.append(flow.loss(v, x0, x1))
+        return torch.stack(losses).mean()
