@@ -14,7 +14,7 @@ Per clip, where the inputs allow it (mode "v2a" keeps the audio metrics, "a2v" t
 - timing_*: attack times of the generated audio's onsets against the sidecar events (v2a);
 - visual_timing_*: visual contact events of the generated video against the sidecar events,
   match_share: share of audio events (sidecar events, else the audio's onsets) with a visual
-  event within +-1 frame (a2v);
+  event within +-1 frame, and match_chance: the share random times would get (a2v);
 - av_align: TempoTokens' AV-Align of the file's own audio and video (both modes).
 
 The summary averages per-clip accuracy, AP, match share and AV-Align over clips (nan entries
@@ -125,6 +125,7 @@ def score_clip(
         if mode != "v2a":
             audio_events = events if events is not None else np.asarray(rec.get("onset_times", []))
             rec["match_share"] = metrics.match_share(audio_events, vis, fps=fps)
+            rec["match_chance"] = metrics.match_chance(vis, fps=fps, duration=duration)
             if events is not None:
                 rec |= _timing("visual_timing", metrics.timing_errors(events, vis))
         if wav is not None:
@@ -202,7 +203,7 @@ def _plot(
 def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over clips of per-clip scores and pooled timing statistics (module notes)."""
     out: dict[str, Any] = {"n_clips": len(records)}
-    for key in ("onset_acc", "onset_ap", "match_share", "av_align"):
+    for key in ("onset_acc", "onset_ap", "match_share", "match_chance", "av_align"):
         vals = np.array([r[key] for r in records if key in r], dtype=np.float64)
         ok = vals[~np.isnan(vals)]
         if len(vals):

@@ -265,7 +265,8 @@ def refine_onsets(
 
 def match_share(audio_times: np.ndarray, visual_times: np.ndarray, *, fps: float) -> float:
     """Share of audio events with a visual event within +-1 frame (1 / fps s, inclusive); nan
-    when there are no audio events."""
+    when there are no audio events. Read it against ``match_chance``: a detector that fires
+    everywhere matches everything."""
     a = np.asarray(audio_times, dtype=np.float64)
     v = np.asarray(visual_times, dtype=np.float64)
     if len(a) == 0:
@@ -273,6 +274,20 @@ def match_share(audio_times: np.ndarray, visual_times: np.ndarray, *, fps: float
     if len(v) == 0:
         return 0.0
     return float((np.abs(a[:, None] - v[None, :]).min(axis=1) <= 1.0 / fps + 1e-9).mean())
+
+
+def match_chance(visual_times: np.ndarray, *, fps: float, duration: float) -> float:
+    """The match share that audio events at random times would get: the fraction of
+    [0, duration] s lying within +-1 frame of some visual event."""
+    if duration <= 0:
+        return float("nan")
+    half = 1.0 / fps
+    covered, end = 0.0, 0.0
+    for t in np.sort(np.asarray(visual_times, dtype=np.float64)):
+        lo, hi = max(t - half, end, 0.0), min(t + half, duration)
+        covered += max(0.0, hi - lo)
+        end = max(end, hi)
+    return covered / duration
 
 
 def local_maxima_times(trajectory: np.ndarray, fps: float) -> np.ndarray:

@@ -150,6 +150,11 @@ def visual_events(
     at least ``delta`` above the mean over about +-0.1 s (at least +-2 frames), and one frame
     after the previous peak. Each time is refined by a parabola through the peak and its
     neighbours, so it can fall between frames. Clips with no motion change have no events.
+
+    Measured on AVSynth (val seeds 0-15, exact frames): at 25 fps and 128x72, 85 % of the
+    contacts have an event within +-1 frame (median error 12 ms); at 6 fps and 64x36, 51 %
+    (median 120 ms). Silent motion (things starting, stopping, turning without a sound) also
+    gives events, so about a third to a half of the events are not contacts.
     """
     flow = block_flow(frames, radius=search_radius(fps)) if flow is None else flow
     s = contact_strength(flow)

@@ -243,6 +243,9 @@ def test_match_share() -> None:
     assert metrics.match_share(audio, np.array([1.04, 2.1]), fps=25) == pytest.approx(1 / 3)
     assert metrics.match_share(audio, np.array([1.04, 2.04, 2.96]), fps=25) == 1.0
     assert np.isnan(metrics.match_share(np.zeros(0), audio, fps=25))
+    # +-40 ms windows: [0.96, 1.04] and [1.0, 1.08] overlap, [2.96, 3.0] is cut at the end
+    chance = metrics.match_chance(np.array([1.0, 1.04, 3.0]), fps=25, duration=3.0)
+    assert chance == pytest.approx((0.12 + 0.04) / 3.0)
 
 
 @pytest.mark.parametrize(("fps", "period", "t0"), [(25.0, 0.52, 0.13), (12.0, 0.9, 0.2)])
