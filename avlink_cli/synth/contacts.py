@@ -21,6 +21,7 @@ from avlink_cli.synth.stage import (
     make_prop,
     thing,
     times_word,
+    with_article,
 )
 
 
@@ -81,6 +82,8 @@ class Bounce(Actor):
         self.name, self.color = thing(rng, stage, material, "ball")
         self.sound = sound_for(rng, material, prop.material)
         room = prop.top - 2 * r - 0.03
+        if room < stage.px(2.0):
+            return None  # frame too small for a visible bounce
         for _ in range(40):
             h0, e, d1 = (
                 rng.uniform(0.35, 1.0) * room,
@@ -182,7 +185,8 @@ class Bounce(Actor):
         return self.height(t)
 
     def caption(self) -> str:
-        return f"a {self.name} bounces {times_word(len(self.c))} on a {self.prop.name}"
+        n, on = times_word(len(self.c)), with_article(self.prop.name)
+        return f"{with_article(self.name)} bounces {n} on {on}"
 
     def record(self) -> dict[str, Any]:
         return {**super().record(), "surface": self.prop.name, "sound": self.sound}
@@ -225,6 +229,8 @@ class Fall(Actor):
         self.sound = sound_for(rng, self.material, prop.material)
         self.x = rng.uniform(prop.x0 + hw, prop.x1 - hw)
         room = prop.top - 2 * self.hh - 0.03
+        if room < stage.px(2.0):
+            return None
         self.h = rng.uniform(0.4, 1.0) * room
         self.tf = rng.uniform(0.3, 0.65)
         for _ in range(20):
@@ -259,7 +265,7 @@ class Fall(Actor):
         return self.height(t)
 
     def caption(self) -> str:
-        return f"a {self.name} falls onto a {self.prop.name}"
+        return f"{with_article(self.name)} falls onto {with_article(self.prop.name)}"
 
     def record(self) -> dict[str, Any]:
         return {**super().record(), "surface": self.prop.name, "sound": self.sound}
@@ -305,6 +311,8 @@ class Collide(Actor):
         self.vb2 = (p + ma * e * (self.va - self.vb)) / (ma + mb)
         room_a = self.xc - self.ra * 2 - a
         room_b = b - self.xc - self.rb * 2
+        if min(room_a, room_b) < stage.px(1.0):
+            return None
         # One friction time for both, so the faster one never catches up and hits again; A
         # bounds the pair on the left, B on the right.
         self.tau = min(0.6, room_a / max(-self.va2, 1e-9), room_b / max(self.vb2, 1e-9))
@@ -312,7 +320,7 @@ class Collide(Actor):
         self.run_b = min(abs(self.vb) * self.run_a / self.va, 0.8 * room_b)
         self.ramp = rng.uniform(0.1, 0.25)  # seconds A takes to get up to speed
         for _ in range(20):
-            tc = stage.on_grid(rng.uniform(EDGE_S + 0.3, stage.duration - EDGE_S))
+            tc = stage.on_grid(rng.uniform(EDGE_S, stage.duration - EDGE_S))
             if stage.clear([tc], taken):
                 self.tc = tc
                 return self
@@ -353,8 +361,8 @@ class Collide(Actor):
 
     def caption(self) -> str:
         verb = "rolls" if self.shape == "ball" else "slides"
-        other = f"another {self.other}" if self.other == self.name else f"a {self.other}"
-        return f"a {self.name} {verb} into {other}"
+        other = f"another {self.other}" if self.other == self.name else with_article(self.other)
+        return f"{with_article(self.name)} {verb} into {other}"
 
     def record(self) -> dict[str, Any]:
         return {**super().record(), "surface": self.other, "sound": self.sound}

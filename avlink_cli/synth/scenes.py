@@ -16,7 +16,7 @@ from avlink_cli.synth.contacts import Actor, Bounce, Collide, Fall
 from avlink_cli.synth.render import FLOORS, Canvas, background, floor_layer
 from avlink_cli.synth.silent import FREE, SLOTTED
 from avlink_cli.synth.sounds import ambience, mix, speed_gain
-from avlink_cli.synth.stage import Event, Stage
+from avlink_cli.synth.stage import EDGE_S, MIN_GAP_S, Event, Stage
 from avlink_cli.synth.strikes import Clap, Close, Strike
 
 SOUNDING: dict[str, type] = {
@@ -104,7 +104,7 @@ def build_scene(
     )
 
     wide = stage.width >= 1.5
-    if rng.random() < P_SILENT_CLIP:
+    if rng.random() < P_SILENT_CLIP or duration < 2 * EDGE_S + MIN_GAP_S:  # too short to hit
         n_loud = 0
         n_quiet = int(rng.choice([0, 1, 1, 2]))
     else:

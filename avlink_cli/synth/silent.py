@@ -11,7 +11,7 @@ import numpy as np
 
 from avlink_cli.synth.contacts import Actor
 from avlink_cli.synth.render import METALS, PALETTE, Canvas, pick_color
-from avlink_cli.synth.stage import Stage, ease, thing
+from avlink_cli.synth.stage import Stage, ease, thing, with_article
 
 
 class Silent(Actor):
@@ -30,7 +30,7 @@ class Slide(Silent):
         a, b = slot
         self.top = stage.floor_top
         self.ball = rng.random() < 0.4
-        self.r = max(rng.uniform(0.045, 0.08), stage.px(2.0))
+        self.r = min(max(rng.uniform(0.045, 0.08), stage.px(2.0)), 0.45 * (b - a))
         material = ("rubber", "wood", "metal", "plastic")[rng.integers(4)]
         self.name, self.color = thing(rng, stage, material, "ball" if self.ball else "block")
         legs = int(rng.integers(1, 4))
@@ -52,7 +52,7 @@ class Slide(Silent):
             cv.box(x - self.r, self.top - 1.6 * self.r, x + self.r, self.top, self.color)
 
     def caption(self) -> str:
-        return f"a {self.name} {'rolls' if self.ball else 'slides'} across"
+        return f"{with_article(self.name)} {'rolls' if self.ball else 'slides'} across"
 
 
 class Swing(Silent):
@@ -87,7 +87,7 @@ class Swing(Silent):
         cv.disc(x, y, self.r, self.color)
 
     def caption(self) -> str:
-        return f"a {self.name} swings"
+        return f"{with_article(self.name)} swings"
 
 
 class Drift(Silent):
@@ -115,7 +115,7 @@ class Drift(Silent):
         cv.disc(x, y, self.r, self.color)
 
     def caption(self) -> str:
-        return f"a {self.name} drifts by"
+        return f"{with_article(self.name)} drifts by"
 
 
 class Hover(Silent):
@@ -126,7 +126,7 @@ class Hover(Silent):
     def __init__(self, rng: np.random.Generator, stage: Stage, slot: tuple[float, float]) -> None:
         a, b = slot
         self.top = stage.floor_top
-        self.r = max(rng.uniform(0.045, 0.08), stage.px(2.0))
+        self.r = min(max(rng.uniform(0.045, 0.08), stage.px(2.0)), 0.45 * (b - a))
         self.x = rng.uniform(a + self.r, b - self.r)
         self.clearance = max(rng.uniform(0.06, 0.12), stage.px(3.0))  # lowest gap to the floor
         self.amp = rng.uniform(0.08, 0.25)
@@ -142,7 +142,7 @@ class Hover(Silent):
         cv.disc(self.x, self.top - self.r - self.gap(t), self.r, self.color)
 
     def caption(self) -> str:
-        return f"a {self.name} bobs above the floor"
+        return f"{with_article(self.name)} bobs above the floor"
 
 
 class Spin(Silent):
@@ -167,7 +167,7 @@ class Spin(Silent):
         cv.rbox(self.c[0], self.c[1], ang, self.half, self.w, self.color)
 
     def caption(self) -> str:
-        return f"a {self.name} spins"
+        return f"{with_article(self.name)} spins"
 
 
 SLOTTED = (Slide, Swing, Hover)  # need a slot of their own

@@ -140,8 +140,9 @@ def mix(
     previous hit within 3 ms, as a hand or mallet touching a bell would, and a ring that would
     still be within 14 dB of its attack by then is made to decay faster. A hit whose first 5 ms
     would be less than 12 dB above the 20 ms before it (compared on first differences, i.e.
-    high-passed) is raised until it is (up to gain 1), so every contact is heard. The mix is scaled down as a whole if it would clip. Returns the
-    mix and the gain each hit got, in the order of ``hits``.
+    high-passed) is raised until it is (up to gain 1), so every contact is heard. The mix is
+    scaled down as a whole if it would clip. Returns the mix and the gain each hit got, in the
+    order of ``hits``.
     """
     out = bed.astype(np.float32).copy()
     n, win, damp = len(out), max(1, sample_rate // 50), max(1, round(0.003 * sample_rate))

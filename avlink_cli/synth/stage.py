@@ -21,6 +21,11 @@ COUNT_WORDS = ["no times", "once", "twice", "three times", "four times", "five t
 COUNT_WORDS += ["six times", "seven times", "eight times"]
 
 
+def with_article(name: str) -> str:
+    """'a red ball', 'an orange ball'."""
+    return ("an " if name[:1] in "aeiou" else "a ") + name
+
+
 def times_word(n: int) -> str:
     return COUNT_WORDS[n] if n < len(COUNT_WORDS) else f"{n} times"
 

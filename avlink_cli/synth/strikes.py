@@ -23,6 +23,7 @@ from avlink_cli.synth.stage import (
     swing_offsets,
     swing_speeds,
     times_word,
+    with_article,
 )
 
 
@@ -82,7 +83,8 @@ class Strike(Actor):
         _, self.handle_color = pick_color(rng, WOODS, stage.avoid, min_dist=0.3)
         self.stick = max(rng.uniform(0.012, 0.02), stage.px(0.7))  # handle half-thickness
         is_stick = self.name in ("drumstick", "metal rod")
-        self.head = self.stick * 1.3 if is_stick else max(rng.uniform(0.035, 0.05), stage.px(1.6))
+        head = self.stick * 1.3 if is_stick else max(rng.uniform(0.035, 0.05), stage.px(1.6))
+        self.head = min(head, 0.45 * (prop.x1 - prop.x0))
         self.length = rng.uniform(0.22, 0.34)
         self.phi_c = np.deg2rad(rng.uniform(10, 30))
         self.side = 1.0 if rng.random() < 0.5 else -1.0  # +1: pivot on the left
@@ -130,7 +132,8 @@ class Strike(Actor):
         return self.prop.top - (self.head_pos(t)[1] + self.head)
 
     def caption(self) -> str:
-        return f"a {self.name} strikes a {self.prop.name} {times_word(len(self.c))}"
+        n, what = times_word(len(self.c)), with_article(self.prop.name)
+        return f"{with_article(self.name)} strikes {what} {n}"
 
     def record(self) -> dict[str, Any]:
         return {**super().record(), "surface": self.prop.name, "sound": self.sound}
@@ -290,6 +293,8 @@ class Clap(Actor):
             return None
         self.c = c
         wmax = 0.45 * (b - a) - 2 * self.palm
+        if wmax < stage.px(1.5):
+            return None  # no room to open the hands visibly
         self.amps = rng.uniform(0.4, 1.0, max(len(c) - 1, 1))[: len(c) - 1] * wmax
         self.pre = (rng.uniform(0.5, 1.0) * wmax, rng.uniform(0.15, 0.3))
         self.post = (rng.uniform(0.5, 1.0) * wmax, rng.uniform(0.2, 0.4))
