@@ -225,6 +225,7 @@ TINY = register(
         audio_dit=DiTConfig(width=32, depth=4, heads=2),
         fusion=FusionConfig(blocks=2, width=32, heads=2),
         text=TextConfig(width=32, depth=1, heads=2, max_tokens=24),
+        vocoder=VocoderConfig(channels=32, resblock_kernels=(3,), resblock_dilations=(1, 3)),
     )
 )
 

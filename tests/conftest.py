@@ -9,11 +9,16 @@ stream without decoding (``-c copy -f framemd5``), to show a stream was copied u
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+# The tests run small tensors on a 2-core machine: one BLAS/OpenMP thread per process is
+# faster there (no thread hand-offs) and lets subprocess tests run side by side.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "5.1": 6}

@@ -30,7 +30,8 @@ STFT_RESOLUTIONS = ((512, 128, 512), (1024, 256, 1024), (256, 64, 256))  # (n_ff
 def stft_mag(x: Tensor, n_fft: int, hop: int, win: int) -> Tensor:
     window = torch.hann_window(win, device=x.device)
     spec = torch.stft(x.float(), n_fft, hop, win, window=window, return_complex=True)
-    return spec.abs().clamp(min=1e-5)  # (B, F, T)
+    # sqrt(|X|² + eps), not a clamp: a clamp has no gradient where a fresh vocoder is silent
+    return (spec.real.square() + spec.imag.square() + 1e-9).sqrt()  # (B, F, T)
 
 
 def mrstft_loss(pred: Tensor, target: Tensor) -> Tensor:
