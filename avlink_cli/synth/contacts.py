@@ -85,46 +85,11 @@ class Bounce(Actor):
         if room < stage.px(2.0):
             return None  # frame too small for a visible bounce
         for _ in range(40):
-            h0, e, d1 = (
-                rng.uniform(0.35, 1.0) * room,
-                rng.uniform(0.45, 0.85),
-                rng.uniform(0.3, 1.0),
-            )
-            d0 = d1 / e
-            g = 8 * h0 / d0**2
-            d = d1 * e ** np.arange(24)
-            visible = np.nonzero(g * d**2 / 8 < stage.px(1.0))[0]
-            k_rest = int(visible[0]) if len(visible) else 24  # arcs 0..k_rest-1 are visible
-            short = np.nonzero(d < MIN_GAP_S)[0]
-            k_gap = int(short[0]) if len(short) else 24
-            rel = np.concatenate([[0.0], np.cumsum(d)])
-            options = []  # (contacts, t1 lo, t1 hi, rests)
-            for n in range(1, budget + 1):
-                if n - 1 < min(k_rest, k_gap):
-                    options.append(
-                        (
-                            n,
-                            max(EDGE_S, stage.duration - rel[n]),
-                            stage.duration - EDGE_S - rel[n - 1],
-                            False,
-                        )
-                    )
-            if k_rest <= k_gap and k_rest + 1 <= budget:
-                options.append((k_rest + 1, EDGE_S, stage.duration - EDGE_S - rel[k_rest], True))
-            options = [o for o in options if o[1] < o[2]]
-            if not options:
-                continue
-            most = max(o[0] for o in options)  # favour as many bounces as the budget allows
-            options = [o for o in options if o[0] >= most - 1]
-            n, lo, hi, rests = options[rng.integers(len(options))]
-            t1 = rng.uniform(lo, hi)
-            times = [stage.on_grid(t1 + x) for x in rel[:n]]
-            if not stage.clear(times, taken):
-                continue
-            self.g, self.h0, self.d0, self.rests = g, h0, d0, rests
-            self.c = np.array(times)
-            self.d_open = d[n - 1]
-            break
+            plan = bounce_plan(rng, stage, rng.uniform(0.35, 1.0) * room, budget)
+            if plan is not None and stage.clear(plan[0], taken):
+                times, self.g, self.h0, self.d0, self.d_open, self.rests = plan
+                self.c = np.array(times)
+                break
         else:
             return None
         x_lo, x_hi = prop.x0 + r, prop.x1 - r
@@ -378,3 +343,41 @@ def approach(s: np.ndarray, speed: float, run: float, ramp: float) -> np.ndarray
     q = np.clip(s - cruise, 0.0, ramp)  # seconds of the ramp still ahead of the mover
     d = speed * (np.minimum(s, cruise) + (ramp**2 - (ramp - q) ** 2) / (2 * ramp))
     return np.minimum(np.maximum(d, 0.0), run)
+
+
+def bounce_plan(
+    rng: np.random.Generator, stage: Stage, h0: float, budget: int
+) -> tuple[list[float], float, float, float, float, bool] | None:
+    """Contact times for a ball let go at rest h0 units above a surface, at most ``budget``.
+
+    Restitution e shrinks each flight time d_k = d1 * e**k; gravity g = 8 h0 / d0**2 makes the
+    drop (a half flight of d0 = d1 / e) start at h0. Either the clip ends during a visible arc
+    (the next contact falls after the end), or every arc after the last contact is under a
+    pixel high and the ball rests. Contacts closer than MIN_GAP_S would be unresolvable and
+    are never planned. Returns (contact times on the sample grid, g, h0, d0, flight time after
+    the last contact, rests) or None if this draw fits no such plan.
+    """
+    e, d1 = rng.uniform(0.45, 0.85), rng.uniform(0.3, 1.0)
+    d0 = d1 / e
+    g = 8 * h0 / d0**2
+    d = d1 * e ** np.arange(24)  # flight times after contact 0, 1, ...
+    low = np.nonzero(g * d**2 / 8 < stage.px(1.0))[0]
+    k_rest = int(low[0]) if len(low) else len(d)  # arcs 0 .. k_rest - 1 are visible
+    short = np.nonzero(d < MIN_GAP_S)[0]
+    k_gap = int(short[0]) if len(short) else len(d)
+    rel = np.concatenate([[0.0], np.cumsum(d)])  # contact k at t1 + rel[k]
+    end = stage.duration - EDGE_S
+    options = []  # (contacts, t1 low, t1 high, rests)
+    for n in range(1, min(budget, k_rest, k_gap) + 1):  # ends mid-arc: contact n after the clip
+        options.append((n, max(EDGE_S, stage.duration - rel[n]), end - rel[n - 1], False))
+    if k_rest <= k_gap and k_rest + 1 <= budget:
+        options.append((k_rest + 1, EDGE_S, end - rel[k_rest], True))
+    options = [o for o in options if o[1] < o[2]]
+    if not options:
+        return None
+    most = max(o[0] for o in options)  # favour as many bounces as the budget allows
+    options = [o for o in options if o[0] >= most - 1]
+    n, lo, hi, rests = options[rng.integers(len(options))]
+    t1 = rng.uniform(lo, hi)
+    times = [stage.on_grid(t1 + x) for x in rel[:n]]
+    return times, g, h0, d0, float(d[n - 1]), rests
