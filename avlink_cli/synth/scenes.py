@@ -61,7 +61,9 @@ class Scene:
         cv = Canvas(n_frames, h, w)
         cv.fill(still.img[0])
         t = np.arange(n_frames) / fps
-        for a in sorted(self.actors, key=lambda a: a.sounding or isinstance(a, SLOTTED)):
+        # Free-floating silent movers go behind, so they never hide a contact.
+        behind = [a for a in self.actors if isinstance(a, FREE)]
+        for a in behind + [a for a in self.actors if a not in behind]:
             a.draw(cv, t)
         return cv.to_uint8()
 
