@@ -227,6 +227,12 @@ def train(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Processes that render/decode data.")
     ] = 2,
+    time_limit: Annotated[
+        float | None,
+        typer.Option(
+            "--time-limit", min=0.0, help="Minutes per stage; stop early (saved) when reached."
+        ),
+    ] = None,
     device: DeviceOpt = Device.auto,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
@@ -261,6 +267,7 @@ def train(
             workers=workers,
             device=_resolve_device(device),
             seed=seed,
+            time_limit=None if time_limit is None else 60 * time_limit,
             quiet=as_json,
             console=_console(),
         )

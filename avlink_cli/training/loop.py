@@ -44,29 +44,31 @@ class LoopConfig:
     val_every: int = 500
     log_every: int = 10
     seed: int = 0
+    time_limit: float | None = None  # seconds; stop early (checkpointed) once exceeded
 
 
 class Rand:
     """Random draws of one step, for the global batch, sliced to this rank's rows."""
 
     def __init__(self, seed: int, step: int, *, rank: int, local: int, device: torch.device):
-        self.gen = torch.Generator().manual_seed(hash_seed(seed, step, 1))
+        # draws on the device itself: the same stream on every rank, no host-to-device copies
+        self.gen = torch.Generator(device).manual_seed(hash_seed(seed, step, 1))
         self.lo, self.hi = rank * local, (rank + 1) * local
         self.global_size = local * world_size()
         self.device = device
 
     def normal(self, *shape: int) -> torch.Tensor:
         """Standard normal, shape (B_local, *shape)."""
-        x = torch.randn(self.global_size, *shape, generator=self.gen)
-        return x[self.lo : self.hi].to(self.device)
+        x = torch.randn(self.global_size, *shape, generator=self.gen, device=self.device)
+        return x[self.lo : self.hi]
 
     def uniform(self, *shape: int) -> torch.Tensor:
-        x = torch.rand(self.global_size, *shape, generator=self.gen)
-        return x[self.lo : self.hi].to(self.device)
+        x = torch.rand(self.global_size, *shape, generator=self.gen, device=self.device)
+        return x[self.lo : self.hi]
 
     def integers(self, high: int, *shape: int) -> torch.Tensor:
-        x = torch.randint(high, (self.global_size, *shape), generator=self.gen)
-        return x[self.lo : self.hi].to(self.device)
+        x = torch.randint(high, (self.global_size, *shape), generator=self.gen, device=self.device)
+        return x[self.lo : self.hi]
 
 
 def hash_seed(*parts: int) -> int:
@@ -240,7 +242,20 @@ def train(
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     module.train()
     t_last, n_since = time.perf_counter(), 0
+    t_start = t_last
     for step in range(start, cfg.steps):
+        if cfg.time_limit is not None and _out_of_time(
+            time.perf_counter() - t_start > cfg.time_limit, device
+        ):
+            if rk == 0 and step > start:
+                save_checkpoint(ckpt_root, step, params, opt, ema)
+            log.warning(
+                "time limit of %.0f s reached: stopping at step %d of %d",
+                cfg.time_limit,
+                step,
+                cfg.steps,
+            )
+            break
         idx = batch_indices(cfg.seed, step, n_items, cfg.batch_size)[rk * local : (rk + 1) * local]
         batch = {k: v.to(device, non_blocking=True) for k, v in make_batch(idx).items()}
         rand = Rand(cfg.seed, step, rank=rk, local=local, device=device)
@@ -272,6 +287,15 @@ def train(
             t_last, n_since = now, 0
             on_step(report)
     return {k: v.clone() for k, v in ema.shadow.items()}
+
+
+def _out_of_time(mine: bool, device: torch.device) -> bool:
+    """Whether any rank ran out of time (all ranks must stop at the same step)."""
+    if world_size() == 1:
+        return mine
+    flag = torch.tensor([float(mine)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 @torch.no_grad()

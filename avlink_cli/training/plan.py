@@ -46,6 +46,7 @@ def run_training(
     workers: int,
     device: torch.device,
     seed: int,
+    time_limit: float | None = None,
     quiet: bool = False,
     console=None,
 ) -> list[dict]:
@@ -87,6 +88,7 @@ def run_training(
                 val_every=max(1, (steps or d_steps) // 5),
                 log_every=max(1, min(25, (steps or d_steps) // 50)),
                 seed=seed,
+                time_limit=time_limit,
             )
             log_path = Path(out) / ".train" / name / "train.log"
             task = bar.add_task(f"train {name}", total=cfg.steps, info="")

@@ -133,24 +133,37 @@ def _add_mels(root: Path, preset: Preset) -> None:
 
 
 class Batches:
-    """Tensors for a list of dataset indices, from a cache opened with memory maps."""
+    """Tensors for a list of dataset indices, from a cache opened with memory maps.
 
-    def __init__(self, cache: D.ClipCache, preset: Preset, *, need_wav: bool = False):
-        self.cache, self.need_wav = cache, need_wav
-        self.mel = np.load(cache.root / "mel.npy", mmap_mode="r")
-        self.ids, self.mask = tokenize(cache.captions, preset.text.max_tokens)
+    With `preload` (used on CUDA) the arrays are copied to the device once, so a step's batch
+    is a gather on the GPU instead of a host-to-device copy.
+    """
+
+    def __init__(
+        self,
+        cache: D.ClipCache,
+        preset: Preset,
+        *,
+        need_wav: bool = False,
+        preload: torch.device | None = None,
+    ):
+        mel = np.load(cache.root / "mel.npy", mmap_mode="r")
+        ids, mask = tokenize(cache.captions, preset.text.max_tokens)
+        arrays = {"frames": cache.frames, "mel": mel} | ({"wav": cache.wav} if need_wav else {})
+        self.host = arrays if preload is None else {}
+        self.device = (
+            {k: torch.from_numpy(np.asarray(v)).to(preload) for k, v in arrays.items()}
+            if preload
+            else {}
+        )
+        self.text = {"ids": ids, "mask": mask}
+        if preload is not None:
+            self.text = {k: v.to(preload) for k, v in self.text.items()}
 
     def __call__(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        i = idx.numpy()
-        out = {
-            "frames": torch.from_numpy(np.array(self.cache.frames[i])),
-            "mel": torch.from_numpy(np.array(self.mel[i])),
-            "ids": self.ids[idx],
-            "mask": self.mask[idx],
-        }
-        if self.need_wav:
-            out["wav"] = torch.from_numpy(np.array(self.cache.wav[i]))
-        return out
+        out = {k: torch.from_numpy(np.array(v[idx.numpy()])) for k, v in self.host.items()}
+        out |= {k: v[idx.to(v.device)] for k, v in self.device.items()}
+        return out | {k: v[idx.to(v.device)] for k, v in self.text.items()}
 
 
 def open_model(
@@ -211,7 +224,8 @@ def train_stage(
             FusionStage(model),
             ["fusion"] + (["external"] if model.external is not None else []),
         )
-    make_batch = Batches(train_cache, preset, need_wav=stage == "vocoder")
+    preload = device if device.type == "cuda" else None
+    make_batch = Batches(train_cache, preset, need_wav=stage == "vocoder", preload=preload)
     val_batches = Batches(val_cache, preset, need_wav=stage == "vocoder")
     val_batch = val_batches(torch.arange(min(len(val_cache), 32)))
     from avlink_cli.training.loop import validate
@@ -232,9 +246,11 @@ def train_stage(
     with torch.no_grad():
         for k, v in ema.items():
             params[k].copy_(v.to(params[k].dtype))
+    latest = out / ".train" / stage / "latest.json"
+    steps_done = json.loads(latest.read_text())["step"] if latest.is_file() else 0
     summary: dict = {
         "stage": stage,
-        "steps": loop.steps,
+        "steps": steps_done,
         "batch_size": loop.batch_size,
         "seconds": round(time.perf_counter() - t0, 1),
     }
