@@ -1,60 +1,79 @@
-"""The dub/animate batch runner: inputs -> validate (probe) -> plan outputs -> generate -> write.
+"""The dub/animate batch runner: inputs -> shard -> validate (probe) -> plan outputs -> skip
+what exists -> generate (batched on the device) -> write -> manifest.
 
 Inputs are files, folders (their media files, not recursive) or glob patterns. Each input is
-validated and its output path checked *before* any model is loaded, so bad input fails fast and
+validated and its output path checked *before* the model is loaded, so bad input fails fast and
 the same way with or without a model. A bad input never stops the batch: it becomes a failed
-`Result` and the runner moves on. Writes are atomic (see media.atomic_output).
+`Result` and the runner moves on. Writes are atomic (see media.atomic_output), so an output that
+exists is complete: a batch run (folder, glob, several inputs) skips it, which makes a run that
+was interrupted resumable by running it again (`overwrite` redoes everything); a single input
+refuses to overwrite instead. Batch runs append one JSON line per input to a manifest.
 
-Generation is behind one seam, `generate()`: it gets the probed input and the options and returns
-arrays; it knows nothing of paths. The model issues fill in `load_model()`.
+Under torchrun (RANK / WORLD_SIZE set) each process takes the inputs i with i % WORLD_SIZE == RANK.
+
+Generation is behind one seam, `load_model()`: a `streaming.FileGenerator` (inputs batched on the
+device, any length, streamed to temporary files), or any object with `dub(info, gen, seed)` /
+`animate(...)` returning one `Generated` per sample (test doubles).
 """
 
 from __future__ import annotations
 
 import functools
 import glob
+import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from avlink_cli import media
+from avlink_cli.outputs import (  # re-exported: the runner's vocabulary
+    ANIMATE,
+    DUB,
+    Generated,
+    Task,
+    UsageError,
+    append_manifest,
+    check_output,
+    default_manifest,
+    plan_outputs,
+    write,
+)
+
+__all__ = [
+    "ANIMATE",
+    "DUB",
+    "BatchProgress",
+    "GenOptions",
+    "Generated",
+    "ModelError",
+    "ModelOptions",
+    "Result",
+    "Task",
+    "UsageError",
+    "append_manifest",
+    "check_output",
+    "default_manifest",
+    "expand_inputs",
+    "load_model",
+    "one_line",
+    "plan_outputs",
+    "run",
+    "shard",
+    "validate",
+    "write",
+]
 
 logger = logging.getLogger(__name__)
-
-VIDEO_INPUTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
-AUDIO_INPUTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
-
-
-class UsageError(Exception):
-    """The command line itself is wrong (exit code 2), not one of its inputs."""
 
 
 class ModelError(Exception):
     """No usable model; one line for the user."""
-
-
-@dataclass(frozen=True)
-class Task:
-    """What a command reads and writes."""
-
-    name: str  # "dub" | "animate"
-    scan: tuple[str, ...]  # suffixes picked up from folders and globs
-    outputs: tuple[str, ...]  # writable output suffixes
-    tag: str  # default output name: clip.mp4 -> clip.<tag><suffix>
-
-    def default_suffix(self, src: Path) -> str:
-        if self.name == "dub":
-            return src.suffix.lower() if src.suffix.lower() in media.VIDEO_SUFFIXES else ".mkv"
-        return ".mp4"
-
-
-DUB = Task("dub", VIDEO_INPUTS, media.VIDEO_SUFFIXES + media.AUDIO_SUFFIXES, "dubbed")
-ANIMATE = Task("animate", AUDIO_INPUTS, media.VIDEO_SUFFIXES, "animated")
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,8 @@ class ModelOptions:
     dtype: str = "auto"
     seed: int = 0
     offline: bool = False
+    compile: bool = False  # torch.compile the backbone and Fusion blocks
+    cuda_graphs: bool = False  # replay each velocity call as one CUDA graph (CUDA only)
 
 
 @dataclass(frozen=True)
@@ -79,16 +100,8 @@ class GenOptions:
     samples: int = 1
     sampler: str = "euler"
     mix_original: float | None = None  # dub only: gain of the input's own soundtrack
-
-
-@dataclass
-class Generated:
-    """One generated sample: a waveform (dub) or frames (animate), at the input's duration."""
-
-    wav: np.ndarray | None = None  # (S,) float32 in [-1, 1]
-    sample_rate: int | None = None
-    frames: np.ndarray | None = None  # (T, H, W, 3) uint8, frame k at k / fps
-    fps: float | None = None
+    batch_size: int = 8  # clips sampled together on the device
+    overlap: float = 1.0  # seconds shared by consecutive windows of a long input
 
 
 @dataclass
@@ -97,10 +110,11 @@ class Result:
 
     input: str
     outputs: list[str] = field(default_factory=list)
-    status: str = "ok"  # "ok" | "error"
+    status: str = "ok"  # "ok" | "skipped" (its outputs exist) | "error"
     error: str | None = None
     seconds: float = 0.0
     kind: str = "input"  # what failed: "input" (names its file), "model" or "internal"
+    duration: float = 0.0  # seconds of media generated (for the summary)
 
     def record(self) -> dict:
         rec = {"input": self.input, "output": self.outputs[0] if self.outputs else None}
@@ -146,58 +160,6 @@ def _is_output(path: Path) -> bool:
     return Path(path.stem).suffix in (".dubbed", ".animated")
 
 
-def plan_outputs(
-    inputs: list[Path], output: str | None, task: Task, samples: int, *, many: bool = False
-) -> list[list[Path]]:
-    """Output paths per input. ``output`` names a file for one input, a folder for a batch.
-
-    It is taken as a folder when it is one, ends with a slash, has no suffix, or ``many``.
-    No ``output``: next to the input (clip.mp4 -> clip.dubbed.mp4; a folder gets the same
-    names). With several samples the index goes before the suffix (clip.dubbed.0.mp4, ...).
-    """
-    out = None if output is None else Path(output)
-    as_folder = out is not None and (
-        many or len(inputs) > 1 or out.is_dir() or output.endswith(("/", os.sep)) or not out.suffix
-    )
-    if out is not None and not as_folder and out.suffix.lower() not in task.outputs:
-        raise UsageError(
-            f"{out}: cannot write '{out.suffix}' files ({task.name} writes {', '.join(task.outputs)})"
-        )
-    if as_folder and out is not None and (out.is_file() or out.suffix.lower() in task.outputs):
-        if not out.is_dir():
-            raise UsageError(f"{out}: names a file; with several inputs -o must be a folder")
-    plans = []
-    for src in inputs:
-        if out is None or as_folder:
-            folder = src.parent if out is None else out
-            base = folder / f"{src.stem}.{task.tag}{task.default_suffix(src)}"
-        else:
-            base = out
-        plans.append(
-            [base]
-            if samples == 1
-            else [base.with_suffix(f".{i}{base.suffix}") for i in range(samples)]
-        )
-    return plans
-
-
-def check_output(path: Path, src: Path, *, overwrite: bool) -> None:
-    """Fail now, before any work, if ``path`` cannot be written (raises MediaError)."""
-    if path.exists() and path.resolve() == src.resolve():
-        raise media.MediaError(f"{path}: output would replace its own input")
-    if path.is_dir():
-        raise media.MediaError(f"{path}: is a folder, expected an output file")
-    if path.exists() and not overwrite:
-        raise media.OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise media.MediaError(f"{path}: cannot write there, {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise media.MediaError(f"{path}: cannot write there, folder {parent} is not writable")
-
-
 def validate(task: Task, src: Path, gen: GenOptions) -> media.MediaInfo:
     """Probe the input and check it has what the task needs (raises MediaError)."""
     info = media.probe(src)
@@ -214,44 +176,107 @@ def validate(task: Task, src: Path, gen: GenOptions) -> media.MediaInfo:
 
 
 @functools.lru_cache(maxsize=2)
-def load_model(opts: ModelOptions) -> object:
-    """Resolve ``--model`` and load it once per process. Placeholder until the model exists.
+def load_model(opts: ModelOptions) -> Any:
+    """Resolve ``--model`` (hub.resolve_model) and load it once per process, as a
+    `streaming.FileGenerator`. Every reason there is no usable model is a ModelError."""
+    from avlink_cli.checkpoint import ModelFolderError
+    from avlink_cli.hub import HubError
+    from avlink_cli.pipeline import Engine
+    from avlink_cli.streaming import FileGenerator
 
-    The model issues replace this body (hub.resolve_model, strict safetensors load) and return
-    an object with ``dub(info, gen, seed) -> list[Generated]`` and ``animate(...)`` likewise.
-    """
-    folder = Path(opts.model).expanduser()
-    if not folder.is_dir():
-        folder = Path(__file__).resolve().parent.parent / "weights" / opts.model
-    if not folder.is_dir():
-        raise ModelError(
-            f"no model '{opts.model}': weights/{opts.model}/ not found and no network download attempted"
+    try:
+        engine = Engine.from_folder(
+            opts.model,
+            device=opts.device,
+            dtype=opts.dtype,
+            offline=opts.offline or None,
+            compile=opts.compile,
+            cuda_graphs=opts.cuda_graphs,
         )
-    raise ModelError(f"no model '{opts.model}': loading models is not implemented yet ({folder})")
+    except (HubError, ModelFolderError, ValueError) as e:
+        raise ModelError(one_line(e).removeprefix("ValueError: ")) from e
+    return FileGenerator(engine)
 
 
-def generate(
-    task: Task, info: media.MediaInfo, gen: GenOptions, opts: ModelOptions
-) -> list[Generated]:
-    """Generate ``gen.samples`` outputs for one validated input, at the input's duration."""
-    model = load_model(opts)
-    return getattr(model, task.name)(info, gen, opts.seed)
+@dataclass
+class _Job:
+    """A validated input with the sample indices still to write."""
+
+    info: media.MediaInfo
+    outs: list[Path]  # one per sample
+    todo: list[int]  # sample indices whose output is missing (or to be overwritten)
+    res: Result
+    t0: float
 
 
-def write(
-    task: Task, info: media.MediaInfo, out: Path, g: Generated, *, gen: GenOptions, overwrite: bool
-) -> None:
-    """Write one generated sample for input ``info`` to ``out`` (atomic, via media)."""
-    if task is DUB and out.suffix.lower() in media.AUDIO_SUFFIXES:
-        media.write_audio(out, g.wav, g.sample_rate, overwrite=overwrite)
-    elif task is DUB:
-        media.mux_audio(
-            info.path, g.wav, g.sample_rate, out, mix_original=gen.mix_original, overwrite=overwrite
-        )
-    else:
-        sr = min(info.sample_rate or 48_000, 48_000)
-        audio = media.read_audio(info.path, sample_rate=sr, duration=len(g.frames) / g.fps)
-        media.write_video(out, g.frames, g.fps, audio=audio, sample_rate=sr, overwrite=overwrite)
+def _generate(
+    model: Any, task: Task, jobs: Iterable[_Job], gen: GenOptions, opts: ModelOptions, progress
+) -> Iterator[tuple[_Job, dict[int, Generated] | BaseException]]:
+    """(job, generated sample by index | exception) for every job, in completion order."""
+    from avlink_cli.pipeline import clip_seed
+
+    if not hasattr(model, "generate_files"):  # a plain model: one input at a time, in memory
+        for job in jobs:
+            try:
+                seed = clip_seed(opts.seed, job.info.path.name)
+                samples = getattr(model, task.name)(job.info, gen, seed)
+                yield job, {i: samples[i] for i in job.todo}
+            except Exception as e:
+                yield job, e
+        return
+    from avlink_cli.streaming import FileJob
+
+    file_jobs = (
+        FileJob(j.info, j.info.path.name, tuple(j.todo), gen.mix_original, tag=j) for j in jobs
+    )
+    for fj, out in model.generate_files(
+        task.name,
+        file_jobs,
+        seed=opts.seed,
+        prompt=gen.prompt,
+        negative_prompt=gen.negative_prompt,
+        steps=gen.steps,
+        cfg=gen.cfg,
+        sampler=gen.sampler,
+        overlap=gen.overlap,
+        batch_size=gen.batch_size,
+        progress=progress,
+    ):
+        if isinstance(out, BaseException):
+            yield fj.tag, out
+        else:
+            yield fj.tag, {i: Generated(**d) for i, d in zip(fj.indices, out, strict=True)}
+
+
+# ------------------------------------------------------------------------------ shards, manifest
+
+
+def shard() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment; (0, 1) outside it."""
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if not 0 <= rank < world:
+        raise UsageError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    return rank, world
+
+
+class BatchProgress:
+    """What `run` reports as it goes (and what `longform.run_jobs` calls); does nothing here."""
+
+    def start(self, total: int) -> None:
+        """`total` inputs will be reported."""
+
+    def done(self, res: Result) -> None:
+        """One input is finished (ok, skipped or failed)."""
+
+    def round(self, jobs: list, windows: list[int]) -> None:
+        """A batched sampling round starts (longform.Progress)."""
+
+    def step(self, done: int, total: int) -> None:
+        """A sampling step of the round is done."""
+
+    def finished(self, job: Any) -> None:
+        """A clip (one sample of one input) is finished."""
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -265,41 +290,109 @@ def run(
     gen: GenOptions,
     opts: ModelOptions,
     overwrite: bool = False,
+    manifest: str | Path | None = None,
+    progress: BatchProgress | None = None,
 ) -> Iterator[Result]:
-    """Process every input, yielding one Result each as it finishes; never raises for an input.
-
-    Raises UsageError (before any work) when the command line itself is wrong.
-    """
+    """Process every input of this shard, yielding one Result each as it finishes; never raises
+    for an input. Raises UsageError (before any work) when the command line itself is wrong."""
+    progress = progress or BatchProgress()
     items, many = expand_inputs(specs, task)
     plans = plan_outputs([p for p, _ in items], output, task, gen.samples, many=many)
-    claimed: set[Path] = set()
-    model_error: ModelError | None = None
-    for (src, problem), outs in zip(items, plans, strict=True):
-        t0 = time.perf_counter()
-        res = Result(str(src), [str(o) for o in outs])
-        try:
-            if problem:
-                raise media.MediaError(problem)
-            info = validate(task, src, gen)
-            for o in outs:
-                check_output(o, src, overwrite=overwrite)
-                if o.resolve() in claimed:
-                    raise media.MediaError(f"{o}: would be written twice in this batch")
-                claimed.add(o.resolve())
-            if model_error is not None:
-                raise model_error
-            samples = generate(task, info, gen, opts)
-            for o, g in zip(outs, samples, strict=True):
-                write(task, info, o, g, gen=gen, overwrite=overwrite)
-        except Exception as e:  # one bad input must not stop the batch
-            if isinstance(e, ModelError):
-                model_error, res.kind = e, "model"
-            elif not isinstance(e, media.MediaError):
-                res.kind = "internal"
-                logger.debug("failed on %s", src, exc_info=True)
-            res.status, res.error, res.outputs = "error", one_line(e), []
+    rank, world = shard()
+    seen: set[Path] = set()
+    twice: set[tuple[int, Path]] = set()  # (input index, output) claimed by an earlier input
+    for i, outs in enumerate(plans):
+        for o in outs:
+            (twice.add((i, o)) if o.resolve() in seen else seen.add(o.resolve()))
+    mine = [i for i in range(len(items)) if i % world == rank]
+    log_path = Path(manifest) if manifest else default_manifest(output, plans) if many else None
+    pending: deque[Result] = deque()
+    progress.start(len(mine))
+
+    def finish(res: Result, t0: float, *, log: bool = True) -> Result:
         res.seconds = time.perf_counter() - t0
-        yield res
+        if log and log_path is not None:
+            rec = res.record() | {"seed": opts.seed, "model": opts.model, "time": _now()}
+            append_manifest(log_path, rec | ({"rank": rank} if world > 1 else {}))
+        progress.done(res)
+        return res
+
+    def jobs() -> Iterator[_Job]:
+        for i in mine:
+            (src, problem), outs, t0 = items[i], plans[i], time.perf_counter()
+            res = Result(str(src), [str(o) for o in outs])
+            try:
+                if problem:
+                    raise media.MediaError(problem)
+                info = validate(task, src, gen)
+                todo = []
+                for n, o in enumerate(outs):
+                    if (i, o) in twice:
+                        raise media.MediaError(f"{o}: would be written twice in this batch")
+                    if many and not overwrite and o.is_file():
+                        continue  # done by an earlier run: atomic writes make it complete
+                    check_output(o, src, overwrite=overwrite)
+                    todo.append(n)
+                if not todo:
+                    res.status = "skipped"
+                    pending.append(finish(res, t0))
+                    continue
+                yield _Job(info, outs, todo, res, t0)
+            except Exception as e:
+                pending.append(finish(_failed(res, e, src), t0, log=not problem))
+
+    stream = jobs()
+    first = next(stream, None)
+    yield from _drain(pending)
+    if first is None:
+        return
+    try:
+        model = load_model(opts)
+    except ModelError as e:
+        for job in itertools.chain([first], stream):
+            job.res.kind = "model"
+            yield finish(_failed(job.res, e, job.info.path), job.t0)
+            yield from _drain(pending)
+        return
+    for job, out in _generate(model, task, itertools.chain([first], stream), gen, opts, progress):
+        yield from _drain(pending)
+        res = job.res
+        try:
+            if isinstance(out, BaseException):
+                raise out
+            for n in job.todo:
+                write(
+                    task,
+                    job.info,
+                    job.outs[n],
+                    out[n],
+                    mix_original=gen.mix_original,
+                    overwrite=overwrite,
+                )
+            res.duration = job.info.duration * len(job.todo)
+        except Exception as e:  # one bad input must not stop the batch
+            _failed(res, e, job.info.path)
+        yield finish(res, job.t0)
+    yield from _drain(pending)
+
+
+def _failed(res: Result, e: BaseException, src: Path) -> Result:
+    if isinstance(e, ModelError):
+        res.kind = "model"
+    elif not isinstance(e, media.MediaError) and res.kind != "model":
+        res.kind = "internal"
+        logger.debug("failed on %s", src, exc_info=e)
+    res.status, res.error, res.outputs = "error", one_line(e), []
+    return res
+
+
+def _drain(pending: deque[Result]) -> Iterator[Result]:
+    while pending:
+        yield pending.popleft()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def one_line(e: BaseException) -> str:

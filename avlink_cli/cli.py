@@ -88,6 +88,28 @@ SamplesOpt = Annotated[
     int, typer.Option("--samples", min=1, help="Outputs per input (named out.0.mp4, ...).")
 ]
 SamplerOpt = Annotated[Sampler, typer.Option("--sampler", help="ODE solver.")]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Clips sampled together on the device.")
+]
+ManifestOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--manifest",
+        help="Append one JSON line per input here. Default for folders and globs: "
+        "<output folder>/avlink-manifest.jsonl.",
+        show_default=False,
+    ),
+]
+OverlapOpt = Annotated[
+    float,
+    typer.Option("--overlap", min=0.0, help="Seconds shared by the windows of a long input."),
+]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the backbone and Fusion blocks.")
+]
+CudaGraphsOpt = Annotated[
+    bool, typer.Option("--cuda-graphs", help="Replay each sampling step as a CUDA graph.")
+]
 
 
 # ------------------------------------------------------------------------------ error handling
@@ -144,36 +166,63 @@ def _run_batch(
     opts,
     overwrite: bool,
     as_json: bool,
+    manifest: str | None = None,
 ) -> int:
-    """Run a batch, print each result as it finishes, return the exit code."""
+    """Run a batch, print each result as it finishes, return the exit code.
+
+    Results go to stdout as they finish; on a terminal (and without --json) a live progress
+    display runs on stderr, and a batch ends with a one-line summary there.
+    """
+    import sys
+    import time
+
+    from rich.console import Console
+
     from avlink_cli import batch
+    from avlink_cli.progress import RichProgress, summary
 
     task = batch.DUB if task_name == "dub" else batch.ANIMATE
-    failed: list[str] = []
+    console = Console(stderr=True)
+    live = not as_json and sys.stderr.isatty()
+    progress = RichProgress(console) if live else batch.BatchProgress()
+    results: list = []
     shown_model_error = False
-    n = 0
-    for res in batch.run(task, inputs, output, gen=gen, opts=opts, overwrite=overwrite):
-        n += 1
-        if as_json:
-            typer.echo(json.dumps(res.record()))
-        if res.status == "ok":
-            if not as_json:
-                typer.echo(f"{res.input} -> {', '.join(res.outputs)} ({res.seconds:.1f} s)")
-            continue
-        failed.append(res.input)
-        if res.kind == "model":
-            if not shown_model_error:  # the same for every input: say it once
+    t0 = time.perf_counter()
+    with progress if live else contextlib.nullcontext():
+        for res in batch.run(
+            task,
+            inputs,
+            output,
+            gen=gen,
+            opts=opts,
+            overwrite=overwrite,
+            manifest=manifest,
+            progress=progress,
+        ):
+            results.append(res)
+            if as_json:
+                typer.echo(json.dumps(res.record()))
+            if res.status in ("ok", "skipped"):
+                if not as_json:
+                    done = "skipped, exists" if res.status == "skipped" else f"{res.seconds:.1f} s"
+                    typer.echo(f"{res.input} -> {', '.join(res.outputs)} ({done})")
+                continue
+            if res.kind == "model":
+                if not shown_model_error:  # the same for every input: say it once
+                    typer.echo(f"error: {res.error}", err=True)
+                shown_model_error = True
+            elif res.kind == "internal":
+                typer.echo(f"error: {res.input}: {res.error}", err=True)
+            else:
                 typer.echo(f"error: {res.error}", err=True)
-            shown_model_error = True
-        elif res.kind == "internal":
-            typer.echo(f"error: {res.input}: {res.error}", err=True)
-        else:
-            typer.echo(f"error: {res.error}", err=True)
-    if failed and n > 1:
+    failed = [r.input for r in results if r.status == "error"]
+    if len(results) > 1 or (live and results):
+        summary(console, results, time.perf_counter() - t0)
+    if failed and len(results) > 1:
         names = ", ".join(failed[:10]) + (
             f" and {len(failed) - 10} more" if len(failed) > 10 else ""
         )
-        typer.echo(f"error: {len(failed)} of {n} inputs failed: {names}", err=True)
+        typer.echo(f"error: {len(failed)} of {len(results)} inputs failed: {names}", err=True)
     return 1 if failed else 0
 
 
@@ -197,23 +246,57 @@ def dub(
         ),
     ] = None,
     overwrite: OverwriteOpt = False,
+    batch_size: BatchSizeOpt = 8,
+    manifest: ManifestOpt = None,
+    overlap: OverlapOpt = 1.0,
     model: ModelOpt = "avsynth-s",
     device: DeviceOpt = Device.auto,
     dtype: DtypeOpt = Dtype.auto,
     seed: SeedOpt = 0,
+    compile: CompileOpt = False,
+    cuda_graphs: CudaGraphsOpt = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
-    """Give silent video a synchronized soundtrack (.mp4/.mov/.mkv: muxed; .wav/.flac: audio)."""
+    """Give silent video a synchronized soundtrack (.mp4/.mov/.mkv: muxed; .wav/.flac: audio).
+
+    Folders and globs are batched on the device and resumable: outputs that exist are skipped.
+    Under torchrun each process takes its share of the inputs.
+    """
     setup_logging(debug)
     with cli_errors(debug):
         from avlink_cli.batch import GenOptions, ModelOptions
 
-        gen = GenOptions(prompt, negative_prompt, steps, cfg, samples, sampler.value, mix_original)
-        opts = ModelOptions(model, device.value, dtype.value, seed, offline)
+        gen = GenOptions(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            steps=steps,
+            cfg=cfg,
+            samples=samples,
+            sampler=sampler.value,
+            mix_original=mix_original,
+            batch_size=batch_size,
+            overlap=overlap,
+        )
+        opts = ModelOptions(
+            model,
+            device.value,
+            dtype.value,
+            seed,
+            offline,
+            compile=compile,
+            cuda_graphs=cuda_graphs,
+        )
         code = _run_batch(
-            "dub", inputs, output, gen=gen, opts=opts, overwrite=overwrite, as_json=as_json
+            "dub",
+            inputs,
+            output,
+            gen=gen,
+            opts=opts,
+            overwrite=overwrite,
+            as_json=as_json,
+            manifest=manifest,
         )
     raise typer.Exit(code)
 
@@ -229,25 +312,151 @@ def animate(
     samples: SamplesOpt = 1,
     sampler: SamplerOpt = Sampler.euler,
     overwrite: OverwriteOpt = False,
+    batch_size: BatchSizeOpt = 8,
+    manifest: ManifestOpt = None,
+    overlap: OverlapOpt = 1.0,
     model: ModelOpt = "avsynth-s",
     device: DeviceOpt = Device.auto,
     dtype: DtypeOpt = Dtype.auto,
     seed: SeedOpt = 0,
+    compile: CompileOpt = False,
+    cuda_graphs: CudaGraphsOpt = False,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
-    """Make video whose visual events land on the sound's events; the input audio is muxed in."""
+    """Make video whose visual events land on the sound's events; the input audio is muxed in.
+
+    Folders and globs are batched on the device and resumable: outputs that exist are skipped.
+    Under torchrun each process takes its share of the inputs.
+    """
     setup_logging(debug)
     with cli_errors(debug):
         from avlink_cli.batch import GenOptions, ModelOptions
 
-        gen = GenOptions(prompt, negative_prompt, steps, cfg, samples, sampler.value)
-        opts = ModelOptions(model, device.value, dtype.value, seed, offline)
+        gen = GenOptions(
+            prompt=prompt,
+            negative_prompt=negative_prompt,
+            steps=steps,
+            cfg=cfg,
+            samples=samples,
+            sampler=sampler.value,
+            batch_size=batch_size,
+            overlap=overlap,
+        )
+        opts = ModelOptions(
+            model,
+            device.value,
+            dtype.value,
+            seed,
+            offline,
+            compile=compile,
+            cuda_graphs=cuda_graphs,
+        )
         code = _run_batch(
-            "animate", inputs, output, gen=gen, opts=opts, overwrite=overwrite, as_json=as_json
+            "animate",
+            inputs,
+            output,
+            gen=gen,
+            opts=opts,
+            overwrite=overwrite,
+            as_json=as_json,
+            manifest=manifest,
         )
     raise typer.Exit(code)
+
+
+class Direction(str, Enum):
+    v2a = "v2a"
+    a2v = "a2v"
+
+
+@app.command()
+def bench(
+    preset: Annotated[
+        str,
+        typer.Option(
+            "--preset", help="Random-weight model of this preset (tiny, avsynth-s, paper)."
+        ),
+    ] = "avsynth-s",
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Instead: end-to-end dub and animate of this model (preset, folder or Hub id).",
+            show_default=False,
+        ),
+    ] = None,
+    batch_size: BatchSizeOpt = 1,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps timed.")] = 25,
+    direction: Annotated[Direction, typer.Option("--direction", help="What is generated.")] = (
+        Direction.v2a
+    ),
+    cfg: Annotated[float, typer.Option("--cfg", min=0.0, help="Guidance scale (1: no CFG).")] = 3.0,
+    sampler: SamplerOpt = Sampler.euler,
+    compile: CompileOpt = False,
+    cuda_graphs: CudaGraphsOpt = False,
+    device: DeviceOpt = Device.auto,
+    dtype: DtypeOpt = Dtype.auto,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    debug: DebugOpt = False,
+    offline: OfflineOpt = False,
+) -> None:
+    """Time sampling: ms/step, s/clip, real-time factor, FLOPs, TFLOP/s, MFU, peak memory."""
+    setup_logging(debug)
+    with cli_errors(debug):
+        from rich.console import Console
+        from rich.table import Table
+
+        from avlink_cli import bench as bench_mod
+
+        if model is not None:
+            from avlink_cli.pipeline import Engine
+
+            engine = Engine.from_folder(
+                model,
+                device=device.value,
+                dtype=dtype.value,
+                offline=offline or None,
+                compile=compile,
+                cuda_graphs=cuda_graphs,
+            )
+            report = bench_mod.bench_model(engine, batch_size=batch_size, steps=steps)
+        else:
+            report = bench_mod.bench_sampling(
+                preset,
+                device=device.value,
+                dtype=dtype.value,
+                batch_size=batch_size,
+                steps=steps,
+                direction=direction.value,
+                cfg=cfg,
+                sampler=sampler.value,
+                compile=compile,
+                cuda_graphs=cuda_graphs,
+            )
+        if as_json:
+            typer.echo(json.dumps(report))
+            return
+        table = Table(title=f"avlink bench ({report['device']}, {report['dtype']})")
+        table.add_column("")
+        table.add_column("", justify="right")
+
+        def fmt(v: object) -> str:
+            if isinstance(v, float):
+                return f"{v:.4g}"
+            if isinstance(v, dict):
+                return ", ".join(f"{k} {fmt(x)}" for k, x in v.items())
+            return "n/a" if v is None else str(v)
+
+        for row in report.pop("results", []):
+            name = f"{row['task']} x{row['batch_size']}"
+            table.add_row(f"{name}: s/clip", fmt(row["seconds_per_clip"]))
+            table.add_row(f"{name}: real-time factor", fmt(row["realtime_factor"]))
+        for key, value in report.items():
+            table.add_row(key.replace("_", " "), fmt(value))
+        Console().print(table)
 
 
 def main() -> None:

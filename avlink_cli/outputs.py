@@ -1,0 +1,183 @@
+"""Where dub/animate outputs go and how they are written: output names, the checks made before
+any work, atomic writes of generated samples (in memory or streamed to temporary files), and the
+JSONL manifest of a batch run.
+
+Names: ``clip.mp4`` -> ``clip.dubbed.mp4`` beside it (or in the ``-o`` folder); ``drums.wav`` ->
+``drums.animated.mp4``; several samples put their index before the suffix (``clip.dubbed.0.mp4``).
+Every write goes through media.atomic_output: an output that exists is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avlink_cli import media
+
+MANIFEST_NAME = "avlink-manifest.jsonl"
+
+VIDEO_INPUTS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+AUDIO_INPUTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac")
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit code 2), not one of its inputs."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """What a command reads and writes."""
+
+    name: str  # "dub" | "animate"
+    scan: tuple[str, ...]  # suffixes picked up from folders and globs
+    outputs: tuple[str, ...]  # writable output suffixes
+    tag: str  # default output name: clip.mp4 -> clip.<tag><suffix>
+
+    def default_suffix(self, src: Path) -> str:
+        if self.name == "dub":
+            return src.suffix.lower() if src.suffix.lower() in media.VIDEO_SUFFIXES else ".mkv"
+        return ".mp4"
+
+
+DUB = Task("dub", VIDEO_INPUTS, media.VIDEO_SUFFIXES + media.AUDIO_SUFFIXES, "dubbed")
+ANIMATE = Task("animate", AUDIO_INPUTS, media.VIDEO_SUFFIXES, "animated")
+
+
+@dataclass
+class Generated:
+    """One generated sample at the input's duration: a waveform (dub) or frames (animate), in
+    memory or in a temporary file (a float WAV; raw uint8 frames (T, H, W, 3))."""
+
+    wav: np.ndarray | None = None  # (S,) float32 in [-1, 1]
+    sample_rate: int | None = None
+    frames: np.ndarray | None = None  # (T, H, W, 3) uint8, frame k at k / fps
+    fps: float | None = None
+    wav_path: Path | None = None
+    frames_path: Path | None = None
+    n_frames: int = 0
+    size: tuple[int, int] | None = None  # (H, W) of the frames in frames_path
+
+
+def plan_outputs(
+    inputs: list[Path], output: str | None, task: Task, samples: int, *, many: bool = False
+) -> list[list[Path]]:
+    """Output paths per input. ``output`` names a file for one input, a folder for a batch.
+
+    It is taken as a folder when it is one, ends with a slash, has no suffix, or ``many``.
+    No ``output``: next to the input (clip.mp4 -> clip.dubbed.mp4; a folder gets the same
+    names). With several samples the index goes before the suffix (clip.dubbed.0.mp4, ...).
+    """
+    out = None if output is None else Path(output)
+    as_folder = out is not None and (
+        many or len(inputs) > 1 or out.is_dir() or output.endswith(("/", os.sep)) or not out.suffix
+    )
+    if out is not None and not as_folder and out.suffix.lower() not in task.outputs:
+        raise UsageError(
+            f"{out}: cannot write '{out.suffix}' files ({task.name} writes {', '.join(task.outputs)})"
+        )
+    if as_folder and out is not None and (out.is_file() or out.suffix.lower() in task.outputs):
+        if not out.is_dir():
+            raise UsageError(f"{out}: names a file; with several inputs -o must be a folder")
+    plans = []
+    for src in inputs:
+        if out is None or as_folder:
+            folder = src.parent if out is None else out
+            base = folder / f"{src.stem}.{task.tag}{task.default_suffix(src)}"
+        else:
+            base = out
+        plans.append(
+            [base]
+            if samples == 1
+            else [base.with_suffix(f".{i}{base.suffix}") for i in range(samples)]
+        )
+    return plans
+
+
+def check_output(path: Path, src: Path, *, overwrite: bool) -> None:
+    """Fail now, before any work, if ``path`` cannot be written (raises MediaError)."""
+    if path.exists() and path.resolve() == src.resolve():
+        raise media.MediaError(f"{path}: output would replace its own input")
+    if path.is_dir():
+        raise media.MediaError(f"{path}: is a folder, expected an output file")
+    if path.exists() and not overwrite:
+        raise media.OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise media.MediaError(f"{path}: cannot write there, {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise media.MediaError(f"{path}: cannot write there, folder {parent} is not writable")
+
+
+def write(
+    task: Task,
+    info: media.MediaInfo,
+    out: Path,
+    g: Generated,
+    *,
+    mix_original: float | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write one generated sample for input ``info`` to ``out`` (atomic, via media)."""
+    from avlink_cli import streaming
+
+    if task is DUB and g.wav_path is not None:  # mixing, if asked, was done while streaming
+        if out.suffix.lower() in media.AUDIO_SUFFIXES:
+            streaming.write_audio_file(g.wav_path, out, overwrite=overwrite)
+        else:
+            streaming.mux_wav_file(info.path, g.wav_path, out, overwrite=overwrite)
+    elif task is DUB and out.suffix.lower() in media.AUDIO_SUFFIXES:
+        media.write_audio(out, g.wav, g.sample_rate, overwrite=overwrite)
+    elif task is DUB:
+        media.mux_audio(
+            info.path, g.wav, g.sample_rate, out, mix_original=mix_original, overwrite=overwrite
+        )
+    elif g.frames_path is not None:
+        sr = min(info.sample_rate or 48_000, 48_000)
+        with tempfile.TemporaryDirectory(prefix="avlink-") as td:
+            silent = Path(td) / f"video{out.suffix}"
+            media.write_video(silent, streaming.iter_frames(g.frames_path, g.size), g.fps)
+            streaming.mux_input_audio(
+                silent,
+                info.path,
+                out,
+                sample_rate=sr,
+                duration=g.n_frames / g.fps,
+                overwrite=overwrite,
+            )
+    else:
+        sr = min(info.sample_rate or 48_000, 48_000)
+        audio = media.read_audio(info.path, sample_rate=sr, duration=len(g.frames) / g.fps)
+        media.write_video(out, g.frames, g.fps, audio=audio, sample_rate=sr, overwrite=overwrite)
+
+
+def default_manifest(output: str | None, plans: list[list[Path]]) -> Path | None:
+    """``<output folder>/avlink-manifest.jsonl``: -o's folder, else the outputs' common folder."""
+    if output is not None and (Path(output).is_dir() or not Path(output).suffix):
+        return Path(output) / MANIFEST_NAME
+    parents = {str(o.parent) for outs in plans for o in outs}
+    return Path(os.path.commonpath(sorted(parents))) / MANIFEST_NAME if parents else None
+
+
+def append_manifest(path: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line with a single write to an O_APPEND file (under an exclusive lock
+    where the platform has one), so concurrent ranks never interleave or tear lines."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (json.dumps(record) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        with contextlib.suppress(ImportError, OSError):
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, data)
+    finally:
+        os.close(fd)

@@ -1,0 +1,386 @@
+"""Inference: batched tensors in, tensors out.
+
+`Engine` holds a loaded AV-Link model on a device in a compute dtype, and the vocoder (the model
+folder's neural vocoder, else Griffin-Lim). Two levels:
+
+- `Engine.sample(direction, cond, ...)`: one window of the model's clip length, tokens in and
+  tokens out, with optional inpainting of known tokens (how long inputs continue across a seam,
+  see `longform`);
+- `Engine.dub(frames)` / `Engine.animate(wav)`: media tensors of any length in, media tensors of
+  the same duration out (windowed by `longform` when longer than one clip).
+
+Time conventions. Flow time t: 0 is noise, 1 is data (flow.py). Media time: frame k of a video at
+the preset's fps is at k / fps seconds, sample n of a waveform at n / 16000. Outputs cover the
+input's own duration: `dub` of T frames gives round(T / fps * 16000) samples, `animate` of S
+samples gives round(S / 16000 * fps) frames.
+
+Seeds: every clip draws its noise from its own CPU generator seeded by `clip_seed(base, key,
+sample)`, so a clip's output does not depend on what it was batched with, nor on the device's
+random number generator.
+
+The sampling loop makes no host-device synchronisation: the time grid lives on the device
+(flow.sample), the velocity function has no data-dependent Python branch, and the RoPE tables
+are computed once (`_cache_rope`) instead of on the host at every step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import flow
+from .avlink import AVLink
+from .codecs import GriffinLim, tokens_to_mel, tokens_to_video, video_to_tokens, wav_to_tokens
+from .presets import Preset
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STEPS = 25
+DEFAULT_CFG = 3.0
+StepFn = Callable[[int, int], None]  # (steps done, total steps)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """auto|cpu|cuda|mps -> a torch device; auto prefers CUDA (this rank's GPU under torchrun)."""
+    import os
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            name = "mps"
+        else:
+            name = "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA GPU is available")
+        return torch.device(
+            "cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count()
+        )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--device mps: MPS is not available")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto|float32|bfloat16|float16 -> a dtype; auto is bf16 on CUDA, float32 elsewhere."""
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if name not in dtypes:
+        raise ValueError(f"unknown dtype {name!r}; use one of auto, {', '.join(dtypes)}")
+    return dtypes[name]
+
+
+def clip_seed(base: int, key: str | int, sample: int = 0) -> int:
+    """The seed of one clip's noise: a 63-bit hash of (base seed, clip key, sample index).
+
+    The key is the input's file name (or its index in a tensor batch), so a clip's output does
+    not depend on its position in a batch, a shard or a folder listing.
+    """
+    digest = hashlib.sha256(f"{int(base)}/{key}/{int(sample)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _cache_rope(model: AVLink, device: torch.device) -> None:
+    """Compute the RoPE tables of both backbones and the Fusion Blocks once, on `device`.
+
+    AVLink asks for them at every velocity call; the fusion table is built on the host and
+    copied over, a synchronising transfer inside the sampling loop (and one a CUDA graph cannot
+    capture). The tables depend only on the preset, so instance attributes shadow the methods.
+    """
+    for dit in (model.video_dit, model.audio_dit):
+        table = dit.rope(device=device)
+        dit.rope = lambda *, device=None, _t=table: _t  # type: ignore[method-assign]
+    fusion = model.fusion_rope(device=device)
+    model.fusion_rope = lambda *, device=None, _t=fusion: _t  # type: ignore[method-assign]
+
+
+def _graphed(v: flow.VelocityFn, x: Tensor, t: Tensor) -> flow.VelocityFn:
+    """Capture v(x, t) as a CUDA graph with static inputs; other devices get v unchanged.
+
+    The graph replays every kernel of one velocity call with a single launch. Inputs are copied
+    into the captured buffers; the output is cloned because Heun holds two velocities at once.
+    """
+    if x.device.type != "cuda":
+        return v
+    static_x, static_t = x.clone(), t.clone()
+    side = torch.cuda.Stream(device=x.device)
+    side.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(side):
+        v(static_x, static_t)  # warm-up: allocator pools, cuBLAS handles
+    torch.cuda.current_stream(x.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = v(static_x, static_t)
+
+    def replay(x: Tensor, t: Tensor) -> Tensor:
+        static_x.copy_(x)
+        static_t.copy_(t)
+        graph.replay()
+        return static_out.clone()
+
+    return replay
+
+
+class Engine:
+    """A model ready to sample: AV-Link on a device in a compute dtype, plus its vocoder.
+
+    Sampling defaults (steps, CFG scale, time shift) come from the model folder's `meta`
+    ("steps", "cfg", "shift") when it has them.
+    """
+
+    def __init__(
+        self,
+        model: AVLink,
+        *,
+        vocoder: torch.nn.Module | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        meta: dict[str, Any] | None = None,
+        name: str = "",
+        compile: bool = False,
+        cuda_graphs: bool = False,
+    ) -> None:
+        self.device, self.dtype = torch.device(device), dtype
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        self.preset: Preset = model.preset
+        self.meta, self.name = dict(meta or {}), name
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        # the vocoder runs in float32: it is small, and bf16 audio is audibly noisy
+        self.vocoder = (
+            vocoder.to(self.device, torch.float32).eval()
+            if vocoder is not None
+            else GriffinLim(self.preset.audio)
+        )
+        _cache_rope(self.model, self.device)
+        if compile:
+            for blocks in (model.video_dit.blocks, model.audio_dit.blocks, model.fusion.blocks):
+                for block in blocks:
+                    block.compile()
+
+    @classmethod
+    def from_folder(
+        cls,
+        spec: str | Path,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        offline: bool | None = None,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+    ) -> Engine:
+        """Resolve `spec` (preset name, folder or Hub id; hub.HubError if none) and load it."""
+        from .checkpoint import load_model
+        from .hub import resolve_model
+
+        folder = resolve_model(str(spec), offline=offline)
+        dev = resolve_device(device)
+        loaded = load_model(folder, device=dev)  # stored dtype; the engine casts the model only
+        return cls(
+            loaded.model,
+            vocoder=loaded.vocoder,
+            device=dev,
+            dtype=resolve_dtype(dtype, dev),
+            meta=loaded.meta,
+            name=str(spec),
+            compile=compile,
+            cuda_graphs=cuda_graphs,
+        )
+
+    # --- defaults ------------------------------------------------------------------------------
+    @property
+    def default_steps(self) -> int:
+        return int(self.meta.get("steps", DEFAULT_STEPS))
+
+    @property
+    def default_cfg(self) -> float:
+        return float(self.meta.get("cfg", DEFAULT_CFG))
+
+    @property
+    def shift(self) -> float:
+        return float(self.meta.get("shift", 1.0))
+
+    # --- media <-> tokens, one window ------------------------------------------------------------
+    def encode(self, direction: str, media: Tensor) -> Tensor:
+        """Conditioning media of one window -> tokens (B, N_c, token_dim) float32 on the device.
+
+        v2a: frames uint8 (B, n_frames, H, W, 3); a2v: waveform (B, n_samples) at 16 kHz.
+        """
+        if direction == "v2a":
+            return video_to_tokens(media.to(self.device), self.preset.video)
+        return wav_to_tokens(media.to(self.device, torch.float32), self.preset.audio)
+
+    @torch.inference_mode()
+    def decode(self, direction: str, tokens: Tensor) -> Tensor:
+        """Generated tokens of one window -> media on the host.
+
+        v2a: waveform (B, n_samples) float32 in [-1, 1]; a2v: frames uint8 (B, n_frames, H, W, 3).
+        """
+        if direction == "v2a":
+            mel = tokens_to_mel(tokens.float(), self.preset.audio.n_mels)  # (B, n_mels, T)
+            return self.vocoder(mel).float().clamp(-1, 1).cpu()
+        return tokens_to_video(tokens.float(), self.preset).cpu()
+
+    def token_shape(self, direction: str) -> tuple[tuple[int, int], tuple[int, int]]:
+        """((N_gen, gen token_dim), (N_cond, cond token_dim)) of one window."""
+        p = self.preset
+        audio = (p.n_audio_tokens, p.audio.token_dim)
+        video = (p.n_video_tokens, p.video.token_dim)
+        return (audio, video) if direction == "v2a" else (video, audio)
+
+    # --- sampling ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def sample(
+        self,
+        direction: str,
+        cond: Tensor,
+        *,
+        x0: Tensor,
+        cond_noise: Tensor,
+        prompts: Sequence[str],
+        negative_prompts: Sequence[str],
+        steps: int | None = None,
+        cfg: float | None = None,
+        sampler: str = "euler",
+        known: Tensor | None = None,
+        known_mask: Tensor | None = None,
+        callback: StepFn | None = None,
+    ) -> Tensor:
+        """Generate one window: tokens (B, N_gen, token_dim) float32, from noise x0 at t = 0.
+
+        cond (B, N_c, token_dim) clean conditioning tokens, noised with `cond_noise` to the
+        model's t_cond. known (B, N_gen, token_dim) with known_mask (B, N_gen) bool: tokens held
+        on the straight path x_t = t * known + (1 - t) * x0 while the rest is generated (their
+        velocity is replaced by known - x0, exactly what replacing them by
+        flow.interpolate(x0, known, t) after every step gives, for Euler and Heun alike); they
+        equal `known` in the result.
+        """
+        steps = self.default_steps if steps is None else steps
+        cfg = self.default_cfg if cfg is None else cfg
+        model, dev = self.model, self.device
+        x0, cond = x0.to(dev, torch.float32), cond.to(dev, torch.float32)
+        ctx = model.encode_text(list(prompts))
+        neg = model.encode_text(list(negative_prompts)) if cfg != 1.0 else None
+        cache = model.prepare_condition(direction, cond, ctx, noise=cond_noise.to(dev))
+
+        def v(x: Tensor, t: Tensor) -> Tensor:
+            if neg is None:
+                return model.velocity(direction, x, t, cache, ctx)
+            v_c, v_u = model.velocity_cfg(direction, x, t, cache, ctx, neg)
+            return flow.cfg(v_c, v_u, cfg)
+
+        if self.cuda_graphs:
+            v = _graphed(v, x0, torch.zeros(x0.shape[0], device=dev))
+        if known is not None and known_mask is not None:
+            known = known.to(dev, torch.float32)
+            mask = known_mask.to(dev)[..., None]  # (B, N_gen, 1)
+            path_velocity, free = known - x0, v
+
+            def v(x: Tensor, t: Tensor) -> Tensor:  # noqa: F811 - the inpainting wrapper
+                return torch.where(mask, path_velocity, free(x, t))
+
+        step_cb = None if callback is None else (lambda i, n, x: callback(i, n))
+        x = flow.sample(v, x0, steps=steps, method=sampler, shift=self.shift, callback=step_cb)
+        if known is not None and known_mask is not None:
+            x = torch.where(mask, known, x)  # exact at t = 1, not merely to float rounding
+        return x
+
+    # --- media of any length -------------------------------------------------------------------
+    def dub(self, frames: Tensor, **kw: Any) -> Tensor:
+        """Video to audio. frames uint8 (B, T, H, W, 3) at the preset's fps and size -> waveform
+        (B, round(T / fps * 16000)) float32, or (B, samples, S) when samples > 1.
+
+        Keywords: seed (base), seeds (one per clip, overriding the base), samples, prompt,
+        negative_prompt, steps, cfg, sampler, overlap (seconds), callback (steps done, total).
+        """
+        return self._generate("v2a", frames, **kw)
+
+    def animate(self, wav: Tensor, **kw: Any) -> Tensor:
+        """Audio to video. wav (B, S) float at 16 kHz -> frames uint8 (B, round(S / 16000 * fps),
+        H, W, 3) at the preset's fps and size, or (B, samples, T, H, W, 3) when samples > 1.
+        Keywords as `dub`."""
+        return self._generate("a2v", wav, **kw)
+
+    def _generate(
+        self,
+        direction: str,
+        inputs: Tensor,
+        *,
+        seed: int = 0,
+        seeds: Sequence[int] | None = None,
+        samples: int = 1,
+        prompt: str = "",
+        negative_prompt: str = "",
+        steps: int | None = None,
+        cfg: float | None = None,
+        sampler: str = "euler",
+        overlap: float = 1.0,
+        batch_size: int | None = None,
+        callback: StepFn | None = None,
+    ) -> Tensor:
+        from .longform import ArraySink, ArraySource, ClipJob, Progress, WindowPlan, run_jobs
+
+        p = self.preset
+        if direction == "v2a" and (inputs.dim() != 5 or inputs.dtype != torch.uint8):
+            raise ValueError(f"dub wants uint8 frames (B, T, H, W, 3), got {tuple(inputs.shape)}")
+        if direction == "a2v" and inputs.dim() != 2:
+            raise ValueError(f"animate wants a waveform (B, S), got {tuple(inputs.shape)}")
+        rate = p.video.fps if direction == "v2a" else p.audio.sample_rate
+        duration = inputs.shape[1] / rate
+        if seeds is not None and len(seeds) != inputs.shape[0]:
+            raise ValueError(f"{len(seeds)} seeds for {inputs.shape[0]} clips")
+        plan = WindowPlan.make(p, duration, overlap=overlap)
+        host = inputs.cpu().numpy()
+        jobs = [
+            ClipJob(
+                direction=direction,
+                plan=plan,
+                source=ArraySource(host[i], plan, p, direction),
+                sink=ArraySink(),
+                seed=clip_seed(seed, i, j) if seeds is None else clip_seed(seeds[i], 0, j),
+                prompt=prompt,
+                negative_prompt=negative_prompt,
+                tag=(i, j),
+            )
+            for i in range(inputs.shape[0])
+            for j in range(samples)
+        ]
+        progress = Progress() if callback is None else _step_progress(callback)
+        out: dict[Any, np.ndarray] = {}
+        for job, result in run_jobs(
+            self,
+            jobs,
+            batch_size=batch_size or len(jobs),
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            progress=progress,
+        ):
+            if isinstance(result, BaseException):
+                raise result
+            out[job.tag] = result
+        rows = [
+            torch.from_numpy(np.stack([out[(i, j)] for j in range(samples)]))
+            for i in range(inputs.shape[0])
+        ]
+        stacked = torch.stack(rows)  # (B, samples, ...)
+        return stacked[:, 0] if samples == 1 else stacked
+
+
+def _step_progress(fn: StepFn):  # -> longform.Progress
+    """A longform progress whose sampling steps go to fn(steps done, total)."""
+    from .longform import Progress
+
+    class StepProgress(Progress):
+        def step(self, done: int, total: int) -> None:
+            fn(done, total)
+
+    return StepProgress()
