@@ -62,7 +62,9 @@ def main() -> None:
     print("plan (steps):", json.dumps(plan), flush=True)
     summaries = []
     for stage, steps in plan.items():
-        args = ["train", stage, "--out", str(a.out), "--steps", str(steps),
+        # a safety net only: stop (saved) at 1.5x the planned time if the calibration was off
+        limit = f"{1.5 * steps * rates[stage] / 60:.2f}"
+        args = ["train", stage, "--out", str(a.out), "--steps", str(steps), "--time-limit", limit,
                 "--batch-size", str(BATCH[kind][stage]), "--lr", str(LR[stage]), *common]  # fmt: skip
         summaries += avlink(args)
         print(json.dumps(summaries[-1]), flush=True)
