@@ -14,7 +14,8 @@ Real-time factor = seconds of compute per second of media (below 1 is faster tha
 FLOPs count matmuls only (2 * N * in * out per linear, 4 * N^2 * d per head and attention layer)
 of one sampling step, as AV-Link runs it: the generated DiT in full, twice as many rows with
 CFG (conditional and unconditional in one batch); the conditioning DiT's blocks between the first
-and the last Fusion Block (earlier ones are in the exact cache, later ones never read); every
+and the last Fusion Block (earlier ones are in the exact cache, later ones never read; none
+without reinjection, when the cache holds the whole conditioning stream); every
 Fusion Block. Heun makes two velocity calls a step.
 """
 
@@ -71,14 +72,16 @@ def step_flops(model: AVLink, direction: str, batch: int, *, cfg: bool = True) -
     generated = rows * (
         g.depth * _dit_block(g, n[gen], ctx, ctx_dim) + _dit_ends(g, n[gen], dims[gen])
     )
-    plan = model.plan
-    cond_blocks = plan[-1][cnd] - plan[0][cnd] if plan else 0
+    plan, ab = model.plan, model.ablation
+    # without reinjection (or with external features) the whole conditioning stream is cached
+    live = plan and ab.reinject_cond and not ab.external_features
+    cond_blocks = plan[-1][cnd] - plan[0][cnd] if live else 0
     conditioning = batch * cond_blocks * _dit_block(cfgs[cnd], n[cnd], ctx, ctx_dim)
     f = p.fusion
     hidden, total_n = round(f.width * f.mlp_ratio), n["audio"] + n["video"]
     fusion = 0.0
     for k in range(len(plan)):
-        reinject = model.ablation.reinject_cond and k < len(plan) - 1
+        reinject = ab.reinject_cond and k < len(plan) - 1
         fusion += 4 * total_n * total_n * f.width
         fusion += _fusion_stream(cfgs[gen].width, n[gen], f.width, hidden, leave=True)
         fusion += _fusion_stream(cfgs[cnd].width, n[cnd], f.width, hidden, leave=reinject)
@@ -87,16 +90,20 @@ def step_flops(model: AVLink, direction: str, batch: int, *, cfg: bool = True) -
     return parts | {"total": sum(parts.values())}
 
 
+def gpu_peak(name: str, dtype: torch.dtype) -> tuple[float | None, str]:
+    """A GPU's dense peak TFLOP/s for dtype from `PEAK_TFLOPS` (None if not listed)."""
+    low = dtype in (torch.bfloat16, torch.float16)
+    for key, half, single in PEAK_TFLOPS:
+        if key in name:
+            return (half if low else single), f"{name} dense {'bf16' if low else 'fp32'} spec"
+    return None, f"{name}: peak unknown"
+
+
 def device_peak(device: torch.device, dtype: torch.dtype) -> tuple[float | None, str]:
     """(peak TFLOP/s, where it comes from): the table for known GPUs, a measured fp32 matmul on
     the CPU, None otherwise."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        for key, half, single in PEAK_TFLOPS:
-            if key in name:
-                low = dtype in (torch.bfloat16, torch.float16)
-                return (half if low else single), f"{name} dense {'bf16' if low else 'fp32'} spec"
-        return None, f"{name}: peak unknown"
+        return gpu_peak(torch.cuda.get_device_name(device), dtype)
     if device.type == "cpu":
         a = torch.randn(1024, 1024, dtype=dtype)
         a @ a

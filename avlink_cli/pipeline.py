@@ -103,20 +103,23 @@ def _cache_rope(model: AVLink, device: torch.device) -> None:
     model.fusion_rope = lambda *, device=None, _t=fusion: _t  # type: ignore[method-assign]
 
 
-def _graphed(v: flow.VelocityFn, x: Tensor, t: Tensor) -> flow.VelocityFn:
+def _graphed(v: flow.VelocityFn, x: Tensor, t: Tensor, *, warm_up: bool) -> flow.VelocityFn:
     """Capture v(x, t) as a CUDA graph with static inputs; other devices get v unchanged.
 
-    The graph replays every kernel of one velocity call with a single launch. Inputs are copied
-    into the captured buffers; the output is cloned because Heun holds two velocities at once.
+    The graph replays every kernel of one velocity call with a single launch. Capturing records
+    kernels without running them; a warm-up call on a side stream first (cuBLAS handles and
+    workspaces, the allocator) is needed once per shape. Inputs are copied into the captured
+    buffers; the output is cloned because Heun holds two velocities at once.
     """
     if x.device.type != "cuda":
         return v
     static_x, static_t = x.clone(), t.clone()
-    side = torch.cuda.Stream(device=x.device)
-    side.wait_stream(torch.cuda.current_stream(x.device))
-    with torch.cuda.stream(side):
-        v(static_x, static_t)  # warm-up: allocator pools, cuBLAS handles
-    torch.cuda.current_stream(x.device).wait_stream(side)
+    if warm_up:
+        side = torch.cuda.Stream(device=x.device)
+        side.wait_stream(torch.cuda.current_stream(x.device))
+        with torch.cuda.stream(side):
+            v(static_x, static_t)
+        torch.cuda.current_stream(x.device).wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         static_out = v(static_x, static_t)
@@ -128,6 +131,21 @@ def _graphed(v: flow.VelocityFn, x: Tensor, t: Tensor) -> flow.VelocityFn:
         return static_out.clone()
 
     return replay
+
+
+def inpainted(v: flow.VelocityFn, x0: Tensor, known: Tensor, mask: Tensor) -> flow.VelocityFn:
+    """Hold the tokens where mask (B, N) is True on the straight path from x0 to `known`.
+
+    Their velocity becomes known - x0, so any solver keeps them at x_t = t * known + (1 - t) * x0
+    = flow.interpolate(x0, known, t) while v moves the others; the generated tokens see them
+    through attention at every step. x0, known (B, N, D), mask (B, N) bool.
+    """
+    path_velocity, where = known - x0, mask[..., None]  # (B, N, D), (B, N, 1)
+
+    def v_inpainted(x: Tensor, t: Tensor) -> Tensor:
+        return torch.where(where, path_velocity, v(x, t))
+
+    return v_inpainted
 
 
 class Engine:
@@ -154,6 +172,7 @@ class Engine:
         self.preset: Preset = model.preset
         self.meta, self.name = dict(meta or {}), name
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+        self._warm: set[tuple] = set()  # shapes whose CUDA-graph capture has been warmed up
         # the vocoder runs in float32: it is small, and bf16 audio is audibly noisy
         self.vocoder = (
             vocoder.to(self.device, torch.float32).eval()
@@ -226,7 +245,11 @@ class Engine:
         """
         if direction == "v2a":
             mel = tokens_to_mel(tokens.float(), self.preset.audio.n_mels)  # (B, n_mels, T)
-            return self.vocoder(mel).float().clamp(-1, 1).cpu()
+            if isinstance(self.vocoder, GriffinLim):  # its start phase is drawn per batch: one
+                wav = torch.cat([self.vocoder(m[None]) for m in mel])  # row at a time keeps a
+            else:  # clip's audio independent of its batch
+                wav = self.vocoder(mel)
+            return wav.float().clamp(-1, 1).cpu()
         return tokens_to_video(tokens.float(), self.preset).cpu()
 
     def token_shape(self, direction: str) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -278,19 +301,16 @@ class Engine:
             return flow.cfg(v_c, v_u, cfg)
 
         if self.cuda_graphs:
-            v = _graphed(v, x0, torch.zeros(x0.shape[0], device=dev))
+            key = (direction, tuple(x0.shape), cfg != 1.0)
+            v = _graphed(v, x0, torch.zeros(x0.shape[0], device=dev), warm_up=key not in self._warm)
+            self._warm.add(key)
         if known is not None and known_mask is not None:
-            known = known.to(dev, torch.float32)
-            mask = known_mask.to(dev)[..., None]  # (B, N_gen, 1)
-            path_velocity, free = known - x0, v
-
-            def v(x: Tensor, t: Tensor) -> Tensor:  # noqa: F811 - the inpainting wrapper
-                return torch.where(mask, path_velocity, free(x, t))
-
+            known, mask = known.to(dev, torch.float32), known_mask.to(dev)
+            v = inpainted(v, x0, known, mask)
         step_cb = None if callback is None else (lambda i, n, x: callback(i, n))
         x = flow.sample(v, x0, steps=steps, method=sampler, shift=self.shift, callback=step_cb)
         if known is not None and known_mask is not None:
-            x = torch.where(mask, known, x)  # exact at t = 1, not merely to float rounding
+            x = torch.where(mask[..., None], known, x)  # exact at t = 1, not only to rounding
         return x
 
     # --- media of any length -------------------------------------------------------------------
