@@ -389,7 +389,10 @@ def bench(
         ),
     ] = None,
     batch_size: BatchSizeOpt = 1,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps timed.")] = 25,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", min=1, help="Sampling steps (default: 25, or the model's)."),
+    ] = None,
     direction: Annotated[Direction, typer.Option("--direction", help="What is generated.")] = (
         Direction.v2a
     ),
@@ -429,7 +432,7 @@ def bench(
                 device=device.value,
                 dtype=dtype.value,
                 batch_size=batch_size,
-                steps=steps,
+                steps=steps or 25,
                 direction=direction.value,
                 cfg=cfg,
                 sampler=sampler.value,

@@ -19,6 +19,7 @@ from avlink_cli.avlink import AVLink
 from avlink_cli.presets import AVSYNTH_S, TINY
 
 CPU = "--cpu" in sys.argv
+SPEED = "--speed" in sys.argv  # only the second round: speed of graphs/compile, end to end
 DEV = "cpu" if CPU else "cuda"
 
 
@@ -37,6 +38,36 @@ def checked_sample(*a, **k):
 
 
 ORIG_SAMPLE = flow.sample
+if SPEED:
+    import tempfile
+    from pathlib import Path
+
+    sys.path.insert(0, "tests")
+    from tiny_model import make_model_folder
+
+    for name, direction, batch, extra in [
+        ("paper", "v2a", 8, {}),
+        ("paper", "v2a", 8, {"cuda_graphs": True}),
+        ("avsynth-s", "v2a", 8, {}),
+        ("avsynth-s", "v2a", 8, {"cuda_graphs": True}),
+        ("avsynth-s", "a2v", 8, {"compile": True, "cuda_graphs": True}),
+        ("paper", "v2a", 8, {"compile": True, "cuda_graphs": True}),
+        ("paper", "a2v", 8, {"compile": True}),
+    ]:
+        t0 = time.perf_counter()
+        try:
+            r = bench.bench_sampling(
+                name, device=DEV, batch_size=batch, steps=25, direction=direction, **extra
+            )
+            out(**r, wall_s=time.perf_counter() - t0)
+        except Exception as e:  # noqa: BLE001
+            out(bench=name, direction=direction, extra=extra, error=repr(e)[:400])
+    with tempfile.TemporaryDirectory() as td:
+        folder = make_model_folder(Path(td) / "m", AVSYNTH_S, meta={"steps": 25, "cfg": 3.0})
+        for graphs in (False, True):
+            eng = pipeline.Engine.from_folder(str(folder), device=DEV, cuda_graphs=graphs)
+            out(**bench.bench_model(eng, batch_size=8), graphs=graphs)
+    sys.exit(0)
 preset = TINY if CPU else AVSYNTH_S
 torch.manual_seed(0)
 with torch.device(DEV):
@@ -54,13 +85,19 @@ mask = torch.zeros(B, ng, dtype=torch.bool)
 mask[:, : ng // 4] = True
 kw = dict(x0=x0, cond_noise=cn, prompts=["a ball"] * B, negative_prompts=[""] * B, steps=6, cfg=3.0)
 flow.sample = checked_sample
+ref = None
 try:
     for name, extra in (("cfg", {}), ("inpaint", {"known": known, "known_mask": mask})):
         for graphs in (False, True):
             eng.cuda_graphs = graphs and DEV == "cuda"
             try:
                 r = eng.sample("v2a", cond, **kw, **extra)
-                out(check=f"no_sync_{name}", graphs=graphs, ok=True, mean=float(r.float().abs().mean()))
+                out(
+                    check=f"no_sync_{name}",
+                    graphs=graphs,
+                    ok=True,
+                    mean=float(r.float().abs().mean()),
+                )
                 if graphs:
                     diff = float((r - ref).abs().max())
                     out(check=f"graphs_vs_eager_{name}", max_abs_diff=diff, ok=diff < 1e-3)
@@ -68,16 +105,31 @@ try:
             except Exception as e:  # noqa: BLE001
                 out(check=f"no_sync_{name}", graphs=graphs, ok=False, error=repr(e)[:300])
         if name == "inpaint":
-            out(check="inpaint_exact", ok=bool((ref[mask.to(ref.device)] == known.to(ref.device)[mask.to(ref.device)]).all()))
+            out(
+                check="inpaint_exact",
+                ok=bool(
+                    (ref[mask.to(ref.device)] == known.to(ref.device)[mask.to(ref.device)]).all()
+                ),
+            )
 finally:
     flow.sample = ORIG_SAMPLE
     eng.cuda_graphs = False
 
 t0 = time.perf_counter()
-frames = torch.randint(0, 255, (2, int(preset.n_frames * 2.5), preset.video.height, preset.video.width, 3), dtype=torch.uint8)
+frames = torch.randint(
+    0,
+    255,
+    (2, int(preset.n_frames * 2.5), preset.video.height, preset.video.width, 3),
+    dtype=torch.uint8,
+)
 wav = eng.dub(frames, steps=4)
 vid = eng.animate(torch.randn(2, int(preset.n_samples * 1.7)) * 0.1, steps=4)
-out(check="engine_media", wav=list(wav.shape), frames=list(vid.shape), seconds=time.perf_counter() - t0)
+out(
+    check="engine_media",
+    wav=list(wav.shape),
+    frames=list(vid.shape),
+    seconds=time.perf_counter() - t0,
+)
 
 runs = [
     ("avsynth-s", "v2a", 8, {}),
@@ -94,7 +146,9 @@ if CPU:
 for name, direction, batch, extra in runs:
     t0 = time.perf_counter()
     try:
-        r = bench.bench_sampling(name, device=DEV, batch_size=batch, steps=10, direction=direction, repeats=2, **extra)
+        r = bench.bench_sampling(
+            name, device=DEV, batch_size=batch, steps=10, direction=direction, repeats=2, **extra
+        )
         r["wall_s"] = time.perf_counter() - t0
         out(**r)
     except Exception as e:  # noqa: BLE001
