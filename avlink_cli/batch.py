@@ -45,30 +45,6 @@ from avlink_cli.outputs import (  # re-exported: the runner's vocabulary
     write,
 )
 
-__all__ = [
-    "ANIMATE",
-    "DUB",
-    "BatchProgress",
-    "GenOptions",
-    "Generated",
-    "ModelError",
-    "ModelOptions",
-    "Result",
-    "Task",
-    "UsageError",
-    "append_manifest",
-    "check_output",
-    "default_manifest",
-    "expand_inputs",
-    "load_model",
-    "one_line",
-    "plan_outputs",
-    "run",
-    "shard",
-    "validate",
-    "write",
-]
-
 logger = logging.getLogger(__name__)
 
 
@@ -303,7 +279,9 @@ def run(
     twice: set[tuple[int, Path]] = set()  # (input index, output) claimed by an earlier input
     for i, outs in enumerate(plans):
         for o in outs:
-            (twice.add((i, o)) if o.resolve() in seen else seen.add(o.resolve()))
+            if o.resolve() in seen:
+                twice.add((i, o))
+            seen.add(o.resolve())
     mine = [i for i in range(len(items)) if i % world == rank]
     log_path = Path(manifest) if manifest else default_manifest(output, plans) if many else None
     pending: deque[Result] = deque()

@@ -209,13 +209,18 @@ class ClipJob:
 
 
 class Progress:
-    """Hooks `run_jobs` calls; this base does nothing."""
+    """Hooks `run_jobs` calls; this base passes sampling steps to `step` if given, no more."""
+
+    def __init__(self, step: Callable[[int, int], None] | None = None) -> None:
+        self._step = step
 
     def round(self, jobs: list[ClipJob], windows: list[int]) -> None:
         """A batched sampling round starts: jobs[i] is at window windows[i]."""
 
     def step(self, done: int, total: int) -> None:
         """A sampling step of the current round is done."""
+        if self._step is not None:
+            self._step(done, total)
 
     def finished(self, job: ClipJob) -> None:
         """A clip is complete (or failed)."""

@@ -26,7 +26,6 @@ are computed once (`_cache_rope`) instead of on the host at every step.
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,6 @@ from . import flow
 from .avlink import AVLink
 from .codecs import GriffinLim, tokens_to_mel, tokens_to_video, video_to_tokens, wav_to_tokens
 from .presets import Preset
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 25
 DEFAULT_CFG = 3.0
@@ -319,7 +316,8 @@ class Engine:
         (B, round(T / fps * 16000)) float32, or (B, samples, S) when samples > 1.
 
         Keywords: seed (base), seeds (one per clip, overriding the base), samples, prompt,
-        negative_prompt, steps, cfg, sampler, overlap (seconds), callback (steps done, total).
+        negative_prompt, steps, cfg, sampler, overlap (seconds), batch_size (clips sampled
+        together; default all), callback (steps done, total).
         """
         return self._generate("v2a", frames, **kw)
 
@@ -373,7 +371,7 @@ class Engine:
             for i in range(inputs.shape[0])
             for j in range(samples)
         ]
-        progress = Progress() if callback is None else _step_progress(callback)
+        progress = Progress(step=callback)
         out: dict[Any, np.ndarray] = {}
         for job, result in run_jobs(
             self,
@@ -393,14 +391,3 @@ class Engine:
         ]
         stacked = torch.stack(rows)  # (B, samples, ...)
         return stacked[:, 0] if samples == 1 else stacked
-
-
-def _step_progress(fn: StepFn):  # -> longform.Progress
-    """A longform progress whose sampling steps go to fn(steps done, total)."""
-    from .longform import Progress
-
-    class StepProgress(Progress):
-        def step(self, done: int, total: int) -> None:
-            fn(done, total)
-
-    return StepProgress()
