@@ -29,6 +29,7 @@ from torch import nn
 
 from .avlink import Ablation, AVLink
 from .codecs.vocoder import NeuralVocoder
+from .files import set_default_mode
 from .manifest import ManifestError, read_manifest, verify_folder, write_json_atomic, write_manifest
 from .presets import Preset
 
@@ -92,6 +93,7 @@ def _save_safetensors(path: Path, module: nn.Module, name: str) -> None:
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={"component": name, "format": str(FORMAT)})
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,6 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from avlink_cli.files import set_default_mode
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 
@@ -36,6 +38,7 @@ def write_json_atomic(path: Path, data: object) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
+        set_default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

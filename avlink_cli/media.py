@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from avlink_cli.files import set_default_mode
+
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 AUDIO_SUFFIXES = (".wav", ".flac")
 
@@ -369,6 +371,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     tmp = Path(tmp_name)
     try:
         yield tmp
+        set_default_mode(tmp)
         if overwrite:
             os.replace(tmp, path)
         else:

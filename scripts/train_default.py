@@ -18,7 +18,10 @@ import time
 from pathlib import Path
 
 SHARE = {"vocoder": 0.12, "audio": 0.22, "video": 0.26, "fusion": 0.40}
-BATCH = {"cuda": {"vocoder": 32, "audio": 128, "video": 128, "fusion": 64}, "cpu": {"vocoder": 8, "audio": 16, "video": 16, "fusion": 8}}
+BATCH = {
+    "cuda": {"vocoder": 32, "audio": 128, "video": 128, "fusion": 64},
+    "cpu": {"vocoder": 8, "audio": 16, "video": 16, "fusion": 8},
+}
 LR = {"vocoder": 1e-3, "audio": 6e-4, "video": 6e-4, "fusion": 4e-4}
 
 
@@ -32,16 +35,20 @@ def avlink(args: list[str]) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--preset", default="avsynth-s")
-    ap.add_argument("--budget-minutes", type=float, required=True, help="for the four stages together")
+    ap.add_argument(
+        "--budget-minutes", type=float, required=True, help="for the four stages together"
+    )
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--clips", type=int, default=8000)
     ap.add_argument("--val-clips", type=int, default=128)
     ap.add_argument("--workers", type=int, default=14)
     ap.add_argument("--cache", type=Path, default=Path(".avlink-cache"))
-    ap.add_argument("--calib-steps", type=int, default=30)
+    ap.add_argument("--calib-steps", type=int, default=60)
     a = ap.parse_args()
     kind = "cuda" if a.device.startswith("cuda") else "cpu"
     common = ["--preset", a.preset, "--clips", str(a.clips), "--val-clips", str(a.val_clips),
@@ -52,10 +59,15 @@ def main() -> None:
     for stage in SHARE:  # the first call also renders and caches the data
         shutil.rmtree(scratch, ignore_errors=True)
         n = a.calib_steps
-        s = avlink(["train", stage, "--out", str(scratch), "--steps", str(n),
+        avlink(["train", stage, "--out", str(scratch), "--steps", str(n),
                     "--batch-size", str(BATCH[kind][stage]), *common])[0]  # fmt: skip
-        rates[stage] = s["seconds"] / n
-        print(f"calibration {stage}: {1000 * rates[stage]:.1f} ms/step ({time.time() - t0:.0f} s so far)", flush=True)
+        # the last logged rate: the first steps (CUDA warm-up, allocator) are not representative
+        last = (scratch / ".train" / stage / "train.log").read_text().splitlines()[-1]
+        rates[stage] = BATCH[kind][stage] / json.loads(last)["samples_per_s"]
+        print(
+            f"calibration {stage}: {1000 * rates[stage]:.1f} ms/step ({time.time() - t0:.0f} s so far)",
+            flush=True,
+        )
     shutil.rmtree(scratch, ignore_errors=True)
     budget = 60 * a.budget_minutes
     plan = {st: max(50, int(SHARE[st] * budget / rates[st])) for st in SHARE}
@@ -69,7 +81,16 @@ def main() -> None:
         summaries += avlink(args)
         print(json.dumps(summaries[-1]), flush=True)
     print(f"total {time.time() - t0:.0f} s", flush=True)
-    (a.out / "TRAINING.json").write_text(json.dumps({"plan": plan, "ms_per_step": {k: 1000 * v for k, v in rates.items()}, "stages": summaries}, indent=2))
+    (a.out / "TRAINING.json").write_text(
+        json.dumps(
+            {
+                "plan": plan,
+                "ms_per_step": {k: 1000 * v for k, v in rates.items()},
+                "stages": summaries,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
