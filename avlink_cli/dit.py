@@ -198,6 +198,8 @@ class DiT(nn.Module):
     def init_weights(self) -> None:
         """DiT init: xavier linears, small time MLP, and zeros on every adaLN, the cross-attention
         output and the head, so a fresh DiT outputs zero."""
+        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+            return
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

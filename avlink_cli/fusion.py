@@ -147,6 +147,8 @@ class Fusion(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
+        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+            return
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
@@ -207,6 +209,8 @@ class ExternalEncoders(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
+        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+            return
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

@@ -92,7 +92,11 @@ class TextEncoder(nn.Module):
     def __init__(self, cfg: TextConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.embed = nn.Embedding(cfg.vocab_size, cfg.width)
+        # _weight skips nn.Embedding's own normal_ init (init_weights sets it): on the meta
+        # device that init alone imports torch._dynamo, over a second of every model load
+        self.embed = nn.Embedding(
+            cfg.vocab_size, cfg.width, _weight=torch.empty(cfg.vocab_size, cfg.width)
+        )
         self.layers = nn.ModuleList(EncoderLayer(cfg.width, cfg.heads) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(cfg.width, eps=1e-6)
         self.init_weights()
@@ -102,6 +106,8 @@ class TextEncoder(nn.Module):
         return self.cfg.width
 
     def init_weights(self) -> None:
+        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+            return
         for m in self.modules():
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)

@@ -132,6 +132,8 @@ class NeuralVocoder(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
+        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+            return
         for m in self.modules():
             if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
                 nn.init.normal_(m.weight, std=0.01)
