@@ -150,3 +150,25 @@ def test_torchrun_two_processes_match_one(tmp_path, cache_dir):
     a, b = load_file(one / "fusion.safetensors"), load_file(two / "fusion.safetensors")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-5)
+
+
+def test_from_nothing_to_a_folder_that_dub_and_animate_load(tmp_path, cache_dir):
+    """The whole pipeline through the CLI: synth clips, train every stage, dub and animate."""
+    runner = CliRunner()
+    clips = tmp_path / "clips"
+    res = runner.invoke(app, ["synth", str(clips), "--split", "test", "--count", "2", "--preset", "tiny", "--workers", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "model"
+    res = runner.invoke(app, _cli(out, cache_dir, "all", 4))
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["stage"] for line in res.stdout.splitlines()] == list(STAGES)
+    video = clips / "test-0000000.mp4"
+    res = runner.invoke(app, ["dub", str(video), "-o", str(tmp_path / "dub.mp4"), "--model", str(out), "--steps", "2", "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["animate", str(video), "-o", str(tmp_path / "anim.mp4"), "--model", str(out), "--steps", "2", "--device", "cpu"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    from avlink_cli import media
+
+    for name in ("dub.mp4", "anim.mp4"):
+        info = media.probe(tmp_path / name)
+        assert info.has_video and info.has_audio and abs(info.duration - 2.0) < 0.1
