@@ -131,9 +131,9 @@ def write(
 
     if task is DUB and g.wav_path is not None:  # mixing, if asked, was done while streaming
         if out.suffix.lower() in media.AUDIO_SUFFIXES:
-            streaming.write_audio_file(g.wav_path, out, overwrite=overwrite)
+            media.write_audio_file(g.wav_path, out, overwrite=overwrite)
         else:
-            streaming.mux_wav_file(info.path, g.wav_path, out, overwrite=overwrite)
+            media.mux_wav_file(info.path, g.wav_path, out, overwrite=overwrite)
     elif task is DUB and out.suffix.lower() in media.AUDIO_SUFFIXES:
         media.write_audio(out, g.wav, g.sample_rate, overwrite=overwrite)
     elif task is DUB:
@@ -145,7 +145,7 @@ def write(
         with tempfile.TemporaryDirectory(prefix="avlink-") as td:
             silent = Path(td) / f"video{out.suffix}"
             media.write_video(silent, streaming.iter_frames(g.frames_path, g.size), g.fps)
-            streaming.mux_input_audio(
+            media.mux_input_audio(
                 silent,
                 info.path,
                 out,

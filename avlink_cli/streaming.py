@@ -7,9 +7,6 @@ resampled by timestamp to the preset's fps and size), audio in blocks of `BLOCK_
 frames to a raw uint8 file, both in a temporary folder; `batch.write` turns those into the output
 (mux, encode) and the folder is removed once the output is written. Nothing grows with the input's
 length in memory.
-
-The two mux helpers at the end take the audio from a file rather than an array; they belong in
-media.py (they use its private ffmpeg runner) and live here until media grows them.
 """
 
 from __future__ import annotations
@@ -245,37 +242,3 @@ class FileGenerator:
         path, count = result
         size = (p.video.height, p.video.width)
         return {"frames_path": path, "n_frames": count, "fps": p.video.fps, "size": size}
-
-
-# ------------------------------------------------------------------------ mux from files (media)
-
-
-def mux_wav_file(video: Path, wav_file: Path, out: Path, *, overwrite: bool = False) -> None:
-    """Like media.mux_audio, the audio read from `wav_file` (already the video's length)."""
-    with media.atomic_output(out, overwrite=overwrite) as tmp:
-        args = ["-y", "-i", str(video), "-i", str(wav_file), "-map", "0:v:0", "-map", "1:a:0"]
-        args += ["-c:v", "copy", "-c:a", "aac", "-b:a", "160k", "-map_metadata", "0"]
-        media._run([*args, *media._faststart(out), str(tmp)], out, "cannot write")
-
-
-def mux_input_audio(
-    video: Path, source: Path, out: Path, *, sample_rate: int, duration: float, overwrite: bool
-) -> None:
-    """Put `source`'s first audio stream (mono at sample_rate, padded or cut to `duration`) on a
-    silent video, video stream copied: animate's output, without holding the audio in memory."""
-    af = f"aresample={int(sample_rate)}:ochl=mono:rematrix_maxval=1:first_pts=0,apad"
-    with media.atomic_output(out, overwrite=overwrite) as tmp:
-        args = ["-y", "-i", str(video), "-i", str(source), "-map", "0:v:0", "-map", "1:a:0"]
-        args += ["-af", af, "-t", f"{duration:.6f}", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k"]
-        media._run([*args, *media._faststart(out), str(tmp)], out, "cannot write")
-
-
-def write_audio_file(wav_file: Path, out: Path, *, overwrite: bool = False) -> None:
-    """Copy a float WAV to a 16-bit .wav/.flac output, block by block, atomically."""
-    import soundfile as sf
-
-    fmt = "FLAC" if out.suffix.lower() == ".flac" else "WAV"
-    with media.atomic_output(out, overwrite=overwrite) as tmp, sf.SoundFile(wav_file) as src:
-        with sf.SoundFile(tmp, "w", src.samplerate, 1, subtype="PCM_16", format=fmt) as dst:
-            for block in src.blocks(blocksize=1 << 16, dtype="float32"):
-                dst.write(np.clip(block, -1.0, 1.0))

@@ -1,0 +1,51 @@
+"""Media files in and out, through the ffmpeg binary that imageio-ffmpeg ships (no ffprobe).
+
+Time convention: t = 0 is the start of the file's timeline (ffmpeg's, after its start offset).
+A decoded video at ``fps`` holds frame k = the picture on screen at ``start + k / fps``; a decoded
+waveform holds sample n at ``start + n / sample_rate``. Frames are (T, H, W, 3) uint8 RGB, audio
+is (S,) float32 mono in [-1, 1].
+
+Resize rule: the displayed picture (rotation and pixel aspect applied) is scaled so that it
+covers the target size with its aspect kept, i.e. the short side (relative to the target) fits,
+then centre-cropped. Every write goes to a hidden temporary file beside the target and is moved
+into place only when complete; an existing file is never replaced unless ``overwrite=True``.
+
+This package is the only place that touches media files and runs ffmpeg: ``ffmpeg`` (the binary,
+the process runner, the errors), ``info`` (MediaInfo, probe), ``decode`` and ``encode`` (writes
+and muxes).
+"""
+
+from .decode import iter_video, read_audio, read_video
+from .encode import (
+    AUDIO_SUFFIXES,
+    VIDEO_SUFFIXES,
+    atomic_output,
+    mux_audio,
+    mux_input_audio,
+    mux_wav_file,
+    write_audio,
+    write_audio_file,
+    write_video,
+)
+from .ffmpeg import MediaError, OutputExistsError, ffmpeg_exe
+from .info import MediaInfo, probe
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "MediaError",
+    "MediaInfo",
+    "OutputExistsError",
+    "atomic_output",
+    "ffmpeg_exe",
+    "iter_video",
+    "mux_audio",
+    "mux_input_audio",
+    "mux_wav_file",
+    "probe",
+    "read_audio",
+    "read_video",
+    "write_audio",
+    "write_audio_file",
+    "write_video",
+]

@@ -1,0 +1,78 @@
+"""The ffmpeg binary that imageio-ffmpeg ships, how it is run, and the errors media raises.
+
+Every ffmpeg failure becomes a one-line MediaError naming the file and quoting ffmpeg's most
+specific complaint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class MediaError(Exception):
+    """A media file could not be read or written. The message is one line naming the file."""
+
+
+class OutputExistsError(MediaError):
+    """The output file exists and overwrite was not asked for."""
+
+
+def ffmpeg_exe() -> str:
+    """Path of the bundled ffmpeg binary."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+_GENERIC = ("Error opening", "Error parsing", "Failed to set value", "To ignore this", "Conversion")
+
+
+def last_line(stderr: str) -> str:
+    """ffmpeg's most specific complaint: the last line that is not a generic epilogue."""
+    # Lines look like "[component @ 0x...] message": keep the message only.
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", ln.strip()) for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln]
+    specific = [ln for ln in lines if not ln.startswith(_GENERIC)]
+    return (specific or lines or ["ffmpeg failed"])[-1]
+
+
+@contextlib.contextmanager
+def ffmpeg_process(args: list[str], path: Path, what: str, **popen) -> Iterator[subprocess.Popen]:
+    """Run ffmpeg around the block; kill it if the block fails (or a generator is closed).
+
+    A non-zero exit raises MediaError("<path>: <what> (<ffmpeg's complaint>)"). stderr goes to
+    a temporary file, so pipes on stdin/stdout can never deadlock against it.
+    """
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stderr=err, **popen)
+        try:
+            yield proc
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):
+                        pipe.close()
+            rc = proc.wait()
+        if rc != 0:
+            err.seek(0)
+            raise MediaError(f"{path}: {what} ({last_line(err.read().decode(errors='replace'))})")
+
+
+def run_ffmpeg(args: list[str], path: Path, what: str) -> bytes:
+    """Run ffmpeg to completion and return its stdout."""
+    with ffmpeg_process(args, path, what, stdout=subprocess.PIPE) as proc:
+        return proc.stdout.read()
+
+
+def faststart(path: Path) -> list[str]:
+    """Output flags that put an .mp4/.mov index first, so players can start before the end."""
+    return ["-movflags", "+faststart"] if path.suffix.lower() in (".mp4", ".mov") else []
