@@ -16,8 +16,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -321,12 +321,3 @@ def _mean_over_ranks(loss: torch.Tensor) -> float:
         dist.all_reduce(x)
         x /= world_size()
     return float(x)
-
-
-def iter_chunks(n: int, size: int) -> Iterator[slice]:
-    for lo in range(0, n, size):
-        yield slice(lo, min(n, lo + size))
-
-
-def config_dict(cfg: LoopConfig) -> dict:
-    return asdict(cfg)
