@@ -44,6 +44,22 @@ class QKNorm(nn.Module):
         return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).to(x.dtype)
 
 
+def init_standard(module: nn.Module) -> bool:
+    """The init every part starts from: xavier linears with zero bias, unit norms. Returns
+    False (and does nothing) for a module built on the meta device to be loaded."""
+    if next(module.parameters()).is_meta:
+        return False
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.LayerNorm, QKNorm)) and m.weight is not None:
+            nn.init.ones_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+    return True
+
+
 class Mlp(nn.Module):
     """Linear, GELU, Linear; out_dim defaults to in_dim."""
 
@@ -198,16 +214,8 @@ class DiT(nn.Module):
     def init_weights(self) -> None:
         """DiT init: xavier linears, small time MLP, and zeros on every adaLN, the cross-attention
         output and the head, so a fresh DiT outputs zero."""
-        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+        if not init_standard(self):
             return
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, QKNorm)) and m.weight is not None:
-                nn.init.ones_(m.weight)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
         for lin in (self.embed.time.mlp[0], self.embed.time.mlp[2]):
             nn.init.normal_(lin.weight, std=0.02)
         for block in self.blocks:

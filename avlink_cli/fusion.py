@@ -25,7 +25,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .dit import Mlp, QKNorm, SelfAttention
+from .dit import Mlp, SelfAttention, init_standard
 from .ops import attention, grid_positions, modulate, rope, rope_axes, rope_nd
 from .presets import FusionConfig, Preset
 from .text import EncoderLayer
@@ -147,14 +147,8 @@ class Fusion(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+        if not init_standard(self):
             return
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, QKNorm):
-                nn.init.ones_(m.weight)
         for block in self.blocks:
             for stream in (block.audio, block.video):
                 nn.init.zeros_(stream.adaLN[-1].weight)  # all modulations zero, gates included
@@ -209,13 +203,5 @@ class ExternalEncoders(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+        if not init_standard(self):
             return
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, QKNorm)):
-                nn.init.ones_(m.weight)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .dit import Mlp, QKNorm, SelfAttention
+from .dit import Mlp, SelfAttention, init_standard
 from .ops import rope
 from .presets import TextConfig
 
@@ -106,16 +106,8 @@ class TextEncoder(nn.Module):
         return self.cfg.width
 
     def init_weights(self) -> None:
-        if next(self.parameters()).is_meta:  # built to be loaded: no values to set
+        if not init_standard(self):
             return
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.LayerNorm, QKNorm)):
-                nn.init.ones_(m.weight)
-                if getattr(m, "bias", None) is not None:
-                    nn.init.zeros_(m.bias)
         nn.init.normal_(self.embed.weight, std=0.02)
 
     def forward(self, ids: Tensor, mask: Tensor) -> TextContext:
