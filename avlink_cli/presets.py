@@ -109,15 +109,26 @@ class TextConfig:
 
 @dataclass(frozen=True)
 class VocoderConfig:
-    """HiFi-GAN-style neural vocoder: normalised log-mel (B, n_mels, T) -> waveform (B, T * hop).
+    """Vocos-style neural vocoder: normalised log-mel (B, n_mels, T) -> waveform (B, T * hop).
 
-    The product of `upsample_rates` must equal the mel hop.
+    `layers` ConvNeXt blocks of width `dim` (MLP width `hidden`, depthwise kernel `kernel`) at the
+    mel frame rate, then an inverse STFT of `n_fft` points (even, at least 2 * hop) at the mel hop.
+    The defaults are avsynth-s's.
     """
 
-    channels: int = 128
-    upsample_rates: tuple[int, ...] = (5, 4, 4, 2)
-    resblock_kernels: tuple[int, ...] = (3, 7)
-    resblock_dilations: tuple[int, ...] = (1, 3, 5)
+    dim: int = 192
+    hidden: int = 576
+    layers: int = 6
+    n_fft: int = 640
+    kernel: int = 7
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VocoderConfig:
+        """Folders written before the Vocos vocoder record HiFi-GAN fields (`channels`, ...):
+        those get the defaults (a vocoder.safetensors of theirs then fails strict loading)."""
+        if "channels" in d:
+            return cls()
+        return cls(**d)
 
 
 @dataclass(frozen=True)
@@ -194,12 +205,7 @@ class Preset:
             audio_dit=DiTConfig(**d.pop("audio_dit")),
             fusion=FusionConfig(**d.pop("fusion")),
             text=TextConfig(**d.pop("text")),
-            vocoder=VocoderConfig(
-                **{
-                    k: tuple(v) if isinstance(v, list) else v
-                    for k, v in d.pop("vocoder", {}).items()
-                }
-            ),
+            vocoder=VocoderConfig.from_dict(d.pop("vocoder", {})),
             **d,
         )
 
@@ -225,7 +231,7 @@ TINY = register(
         audio_dit=DiTConfig(width=32, depth=4, heads=2),
         fusion=FusionConfig(blocks=2, width=32, heads=2),
         text=TextConfig(width=32, depth=1, heads=2, max_tokens=24),
-        vocoder=VocoderConfig(channels=32, resblock_kernels=(3,), resblock_dilations=(1, 3)),
+        vocoder=VocoderConfig(dim=32, hidden=64, layers=2),
     )
 )
 
@@ -256,6 +262,7 @@ PAPER = register(
         # shared width D = 640 (10 heads of 64) lands the 8 blocks on 186M
         fusion=FusionConfig(blocks=8, width=640, heads=10),
         text=TextConfig(width=1024, depth=2, heads=16),
+        vocoder=VocoderConfig(dim=512, hidden=1536, layers=8),  # Vocos' base sizes, 13M
     )
 )
 

@@ -20,7 +20,7 @@ from avlink_cli.codecs import NeuralVocoder
 from avlink_cli.manifest import write_manifest
 from avlink_cli.presets import VocoderConfig, get_preset
 
-TINY = get_preset("tiny").with_(vocoder=VocoderConfig(channels=16))
+TINY = get_preset("tiny").with_(vocoder=VocoderConfig(dim=16, hidden=32, layers=1))
 
 
 def trained_model(ablation: Ablation | None = None) -> AVLink:
@@ -150,3 +150,18 @@ def test_staged_saves_and_partial_loads(tmp_path: Path) -> None:
     save_model(tmp_path, model, components=["video_dit", "fusion"])
     assert load_model(tmp_path).complete
     assert torch.equal(velocity(load_model(tmp_path).model), velocity(model))
+
+
+def test_a_folder_from_before_the_vocos_vocoder_loads(tmp_path: Path) -> None:
+    """model.json of older folders records HiFi-GAN vocoder fields; without a vocoder file the
+    folder still loads (the preset gets the default vocoder config), with one it fails strictly."""
+    save_model(tmp_path, trained_model())
+    legacy = {"channels": 128, "upsample_rates": [5, 4, 4, 2], "resblock_kernels": [3, 7]}
+    info = json.loads((tmp_path / "model.json").read_text())
+    info["preset"]["vocoder"] = legacy
+    (tmp_path / "model.json").write_text(json.dumps(info))
+    write_manifest(tmp_path, [p.name for p in tmp_path.iterdir() if p.name != "manifest.json"])
+    loaded = load_model(tmp_path)
+    assert loaded.complete and loaded.vocoder is None
+    assert loaded.model.preset.vocoder == VocoderConfig()
+    assert torch.equal(velocity(loaded.model), velocity(trained_model()))

@@ -19,6 +19,7 @@ from avlink_cli.codecs import (
     wav_to_tokens,
 )
 from avlink_cli.codecs.mel import MEL_FLOOR, mel_center_frequencies, normalize
+from avlink_cli.codecs.vocoder import ISTFTHead
 from avlink_cli.presets import AudioSpec, VocoderConfig, get_preset
 
 SPEC = AudioSpec()
@@ -72,11 +73,24 @@ def test_griffin_lim_round_trip_is_spectrally_close() -> None:
 
 def test_neural_vocoder_interface() -> None:
     torch.manual_seed(0)
-    vocoder = NeuralVocoder(VocoderConfig(channels=32))
+    vocoder = NeuralVocoder(TINY.vocoder)
     wav = vocoder(torch.randn(2, 64, 12))
     assert wav.shape == (2, 12 * SPEC.hop) and wav.abs().max() <= 1
     with pytest.raises(ValueError, match="hop"):
-        NeuralVocoder(VocoderConfig(upsample_rates=(4, 4)))
+        NeuralVocoder(VocoderConfig(n_fft=256))  # shorter than two hops of 160
+
+
+def test_vocoder_head_inverts_a_true_stft() -> None:
+    """Given the log-magnitude and phase of a centred STFT at the mel hop, the head's inverse
+    STFT gives back the waveform: frame m is centred on sample m * hop, T frames -> T * hop."""
+    n_fft, hop, t = 640, SPEC.hop, 30
+    wav = 0.3 * torch.randn(2, t * hop)
+    window = torch.hann_window(n_fft)
+    x = torch.stft(wav, n_fft, hop, window=window, center=True, return_complex=True)[..., :t]
+    head = ISTFTHead(dim=4, n_fft=n_fft, hop=hop)
+    head.out = torch.nn.Identity()  # features = the linear layer's output: log-magnitude, phase
+    feats = torch.cat([x.abs().clamp(min=1e-12).log(), x.angle()], dim=1).transpose(1, 2)
+    assert torch.allclose(head(feats), wav, atol=1e-4)
 
 
 def test_patchify_round_trip_is_exact() -> None:

@@ -2,9 +2,10 @@
 
 `GriffinLim` needs no weights and is always there: it inverts the mel filterbank by non-negative
 least squares (pseudo-inverse start, multiplicative updates), then recovers a phase with fast
-Griffin-Lim (momentum 0.99, deterministic start). `NeuralVocoder` is a small HiFi-GAN-style
-generator (transposed-conv upsampling by the hop, multi-receptive-field residual blocks); it is
-trained elsewhere and saved as the model folder's `vocoder` component.
+Griffin-Lim (momentum 0.99, deterministic start). `NeuralVocoder` follows Vocos (arXiv
+2306.00814): ConvNeXt blocks at the mel frame rate, then a head that predicts an STFT
+(log-magnitude and phase, hop = the mel hop) and inverts it, so it is cheap to train on a CPU;
+it is trained elsewhere and saved as the model folder's `vocoder` component.
 """
 
 from __future__ import annotations
@@ -79,70 +80,94 @@ class GriffinLim:
         return istft(mag * angles).clamp(-1, 1)  # (B, T * hop)
 
 
-class ResBlock(nn.Module):
-    """Dilated residual convolutions of one kernel size (HiFi-GAN's ResBlock1, no weight norm)."""
+class ConvNeXtBlock(nn.Module):
+    """ConvNeXt-1D block: depthwise conv, LayerNorm, MLP, layer-scaled residual."""
 
-    def __init__(self, channels: int, kernel: int, dilations: tuple[int, ...]) -> None:
+    def __init__(self, dim: int, hidden: int, kernel: int) -> None:
         super().__init__()
-        self.convs1 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, dilation=d, padding=d * (kernel - 1) // 2)
-            for d in dilations
-        )
-        self.convs2 = nn.ModuleList(
-            nn.Conv1d(channels, channels, kernel, padding=(kernel - 1) // 2) for _ in dilations
-        )
+        self.dwconv = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.gamma = nn.Parameter(torch.empty(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        for c1, c2 in zip(self.convs1, self.convs2, strict=True):
-            x = x + c2(F.leaky_relu(c1(F.leaky_relu(x, 0.1)), 0.1))
-        return x
+        h = self.norm(self.dwconv(x).transpose(1, 2))  # (B, T, D)
+        h = self.fc2(F.gelu(self.fc1(h)))  # (B, T, D)
+        return x + (self.gamma * h).transpose(1, 2)  # (B, D, T)
+
+
+def overlap_add(frames: Tensor, window: Tensor, hop: int) -> Tensor:
+    """Windowed frames (B, n_fft, T) -> (B, (T - 1) * hop + n_fft), divided by the summed
+    squared window (the inverse of a windowed STFT)."""
+    n_fft, t = frames.shape[1], frames.shape[2]
+    size, kernel, stride = (1, (t - 1) * hop + n_fft), (1, n_fft), (1, hop)
+    y = F.fold(frames, size, kernel, stride=stride)[:, 0, 0]  # (B, S)
+    env = window.square()[None, :, None].expand(1, n_fft, t)  # (1, n_fft, T)
+    env = F.fold(env, size, kernel, stride=stride)[:, 0, 0]  # (1, S)
+    return y / env.clamp(min=1e-11)
+
+
+class ISTFTHead(nn.Module):
+    """Per frame: log-magnitude and phase of n_fft // 2 + 1 bins; inverse STFT with frame m
+    centred on sample m * hop, so T frames give exactly T * hop samples."""
+
+    def __init__(self, dim: int, n_fft: int, hop: int) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        self.out = nn.Linear(dim, n_fft + 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, D) -> waveform (B, T * hop)."""
+        t = x.shape[1]
+        log_mag, phase = self.out(x).float().transpose(1, 2).chunk(2, dim=1)  # (B, F, T) each
+        mag = torch.exp(log_mag).clamp(max=1e2)
+        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))  # (B, F, T)
+        window = torch.hann_window(self.n_fft, device=x.device)
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=1) * window[:, None]  # (B, n_fft, T)
+        y = overlap_add(frames, window, self.hop)  # (B, (T - 1) * hop + n_fft)
+        start = self.n_fft // 2  # frame 0 is centred on sample 0
+        return y[:, start : start + t * self.hop]  # (B, T * hop)
 
 
 class NeuralVocoder(nn.Module):
-    """HiFi-GAN-lite: conv, then per upsampling rate r a transposed conv (x r, channels halved)
-    and the mean of residual blocks of several kernel sizes, then conv and tanh."""
+    """Vocos: a ConvNeXt-1D backbone at the mel frame rate and an inverse-STFT head (hop = the
+    mel hop) that predicts each frame's log-magnitude and phase; nothing runs at sample rate."""
 
     def __init__(self, cfg: VocoderConfig | None = None, spec: AudioSpec | None = None) -> None:
         super().__init__()
         self.cfg, self.spec = cfg or VocoderConfig(), spec or AudioSpec()
-        total = 1
-        for r in self.cfg.upsample_rates:
-            total *= r
-        if total != self.spec.hop:
+        c = self.cfg
+        if c.n_fft % 2 or c.n_fft < 2 * self.spec.hop:
             raise ValueError(
-                f"upsample rates {self.cfg.upsample_rates} multiply to {total}, hop is {self.spec.hop}"
+                f"vocoder n_fft {c.n_fft} must be even and at least 2 * hop ({self.spec.hop})"
             )
-        ch = self.cfg.channels
-        self.conv_pre = nn.Conv1d(self.spec.n_mels, ch, 7, padding=3)
-        self.ups, self.resblocks = nn.ModuleList(), nn.ModuleList()
-        for r in self.cfg.upsample_rates:
-            # kernel 2r, padding ceil(r / 2), output padding r % 2: exactly r samples per input sample
-            self.ups.append(
-                nn.ConvTranspose1d(
-                    ch, ch // 2, 2 * r, stride=r, padding=(r + 1) // 2, output_padding=r % 2
-                )
-            )
-            ch //= 2
-            self.resblocks.append(
-                nn.ModuleList(
-                    ResBlock(ch, k, self.cfg.resblock_dilations) for k in self.cfg.resblock_kernels
-                )
-            )
-        self.conv_post = nn.Conv1d(ch, 1, 7, padding=3)
+        self.embed = nn.Conv1d(self.spec.n_mels, c.dim, c.kernel, padding=c.kernel // 2)
+        self.norm = nn.LayerNorm(c.dim, eps=1e-6)
+        self.blocks = nn.ModuleList(
+            ConvNeXtBlock(c.dim, c.hidden, c.kernel) for _ in range(c.layers)
+        )
+        self.final_norm = nn.LayerNorm(c.dim, eps=1e-6)
+        self.head = ISTFTHead(c.dim, c.n_fft, self.spec.hop)
         self.init_weights()
 
     def init_weights(self) -> None:
         if next(self.parameters()).is_meta:  # built to be loaded: no values to set
             return
         for m in self.modules():
-            if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d)):
-                nn.init.normal_(m.weight, std=0.01)
+            if isinstance(m, (nn.Conv1d, nn.Linear)):
+                nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, ConvNeXtBlock):
+                nn.init.constant_(m.gamma, 1 / self.cfg.layers)
 
     def forward(self, mel: Tensor) -> Tensor:
         """mel (B, n_mels, T) normalised log-mel -> waveform (B, T * hop) in [-1, 1]."""
-        x = self.conv_pre(mel.to(self.conv_pre.weight.dtype))  # (B, C, T)
-        for up, blocks in zip(self.ups, self.resblocks, strict=True):
-            x = up(F.leaky_relu(x, 0.1))  # (B, C / 2, T * r)
-            x = sum(block(x) for block in blocks) / len(blocks)
-        return torch.tanh(self.conv_post(F.leaky_relu(x))).squeeze(1)  # (B, T * hop)
+        x = self.embed(mel.to(self.embed.weight.dtype))  # (B, D, T)
+        x = self.norm(x.transpose(1, 2)).transpose(1, 2)  # (B, D, T)
+        for block in self.blocks:
+            x = block(x)
+        x = self.final_norm(x.transpose(1, 2))  # (B, T, D)
+        return self.head(x).clamp(-1, 1)  # (B, T * hop)

@@ -21,7 +21,7 @@ from avlink_cli.training.run import STAGES, DataSpec, train_stage
 DEFAULTS: dict[str, dict[str, tuple[int, int, float]]] = {
     "tiny": {s: (30, 8, 1e-3) for s in STAGES},
     "avsynth-s": {
-        "vocoder": (1500, 16, 1e-3),
+        "vocoder": (7000, 16, 2e-3),
         "audio": (3000, 32, 5e-4),
         "video": (3000, 32, 5e-4),
         "fusion": (3000, 32, 3e-4),

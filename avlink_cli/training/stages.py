@@ -5,7 +5,12 @@
 - `GeneratorStage`: one DiT (audio or video) as a text-conditioned flow-matching generator; the
   prompt is dropped (replaced by the empty prompt) with probability `p_uncond`.
 - `FusionStage`: the AV-Link loss with both backbones frozen; every batch trains the directions
-  it is given (V2A and A2V on the same clips), conditioning side at the fixed t_cond.
+  it is given (V2A and A2V on the same clips), conditioning side at the fixed t_cond. The
+  generated side's t is shifted towards noise (t_shift 4: median t 0.2 instead of 0.5): the other
+  modality only tells the generator something it cannot read off its own noisy input when that
+  input is mostly noise, so at shift 1 most steps carry no cross-modal signal and the Fusion
+  Blocks learn none (tests/test_fusion_learning.py: on a timing task, matched/shuffled V2A loss
+  0.960 at shift 4, 0.9995 at shift 1).
 
 All randomness comes from `rand` (see loop.Rand), so runs are exact under resume and DDP.
 Time convention: t = 0 noise, t = 1 data; x_t = t x1 + (1 - t) x0; target x1 - x0.
@@ -117,7 +122,7 @@ class FusionStage(nn.Module):
         directions: tuple[str, ...] = ("v2a", "a2v"),
         *,
         p_uncond: float = 0.5,
-        t_shift: float = 1.0,
+        t_shift: float = 4.0,
     ):
         super().__init__()
         self.model, self.directions = model, directions
