@@ -10,10 +10,10 @@ avlink synth "$work/in" --split test --count "$n" --seed 0 > /dev/null
 cmd=(avlink dub "$work/in" -o "$work/out" --batch-size 4 --manifest "$work/manifest.jsonl")
 "${cmd[@]}" > "$work/run1.log" 2>&1 &
 pid=$!
-while [ "$(find "$work/out" -name '*.mp4' 2>/dev/null | wc -l)" -lt $((n / 2)) ]; do sleep 0.2; done
+while [ "$(find "$work/out" -name '*.mp4' ! -name '.*' 2>/dev/null | wc -l)" -lt $((n / 2)) ]; do sleep 0.2; done
 kill -INT "$pid"; wait "$pid" && rc=0 || rc=$?
-first=$(find "$work/out" -name '*.mp4' | wc -l)
-echo "first run: interrupted with $first/$n outputs (exit $rc); stray files: $(find "$work/out" -type f ! -name '*.mp4' | wc -l)"
+first=$(find "$work/out" -name '*.mp4' ! -name '.*' | wc -l)
+echo "first run: interrupted with $first/$n outputs (exit $rc); temporary files left: $(find "$work/out" -name '.*' | wc -l)"
 "${cmd[@]}" > "$work/run2.log" 2>&1
 python3 - "$work" "$n" <<'PY'
 import collections, json, sys

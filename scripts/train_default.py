@@ -22,7 +22,7 @@ BATCH = {
     "cuda": {"vocoder": 32, "audio": 128, "video": 128, "fusion": 64},
     "cpu": {"vocoder": 8, "audio": 16, "video": 16, "fusion": 8},
 }
-LR = {"vocoder": 1e-3, "audio": 6e-4, "video": 6e-4, "fusion": 4e-4}
+LR = {"vocoder": 2e-3, "audio": 6e-4, "video": 6e-4, "fusion": 4e-4}
 
 
 def avlink(args: list[str]) -> list[dict]:
