@@ -8,8 +8,10 @@ n=${1:-50}; work=${2:-interrupt-work}
 rm -rf "$work"; mkdir -p "$work"
 avlink synth "$work/in" --split test --count "$n" --seed 0 > /dev/null
 cmd=(avlink dub "$work/in" -o "$work/out" --batch-size 4 --manifest "$work/manifest.jsonl")
+set -m  # job control: a background job of a script otherwise ignores SIGINT
 "${cmd[@]}" > "$work/run1.log" 2>&1 &
 pid=$!
+set +m
 while [ "$(find "$work/out" -name '*.mp4' ! -name '.*' 2>/dev/null | wc -l)" -lt $((n / 2)) ]; do sleep 0.2; done
 kill -INT "$pid"; wait "$pid" && rc=0 || rc=$?
 first=$(find "$work/out" -name '*.mp4' ! -name '.*' | wc -l)
