@@ -19,9 +19,10 @@ start at zero: shifts and scales at 0, both gates at 1. The MLP's output layer s
 a fresh Fusion Block is the identity and AV-Link starts out computing exactly what the frozen
 generators compute. Zeroing the output layer rather than both gates (adaLN-Zero twice in series)
 avoids a saddle: with gate1 = gate2 = 0 the attention path gets no gradient at all, while a zero
-output layer gets the full `dL/dx ⊗ hidden` at the first step. (On the timing task of
-tests/test_fusion_learning.py this gives a slightly larger gain, 6.0% against 5.2%; what decides
-whether the blocks learn at all is the training t, see training/stages.py FusionStage.)
+output layer gets the full `dL/dx ⊗ hidden` at the first step. (On a timing task like the one in
+tests/test_fusion_learning.py, 300 steps at t_shift 8, this gave a slightly larger gain, 6.0%
+against 5.2%; what decides whether the blocks learn at all is the training t, see
+training/stages.py FusionStage.)
 """
 
 from __future__ import annotations
