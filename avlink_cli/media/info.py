@@ -6,6 +6,7 @@ and durations from a stream-copy framecrc pass (no decoding).
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -107,9 +108,20 @@ def _stream_spans(path: Path, maps: list[str]) -> list[tuple[int, Fraction, Frac
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:
-    """Describe a media file: streams, exact frame count, durations. Raises MediaError."""
+    """Describe a media file: streams, exact frame count, durations. Raises MediaError.
+
+    One dub asks about its input several times (validation, decoding, muxing); each answer is
+    kept for as long as the file's size, mtime and inode stay the same.
+    """
     path = Path(path)
     _check_input(path)
+    st = path.stat()
+    return _probe(path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+@functools.lru_cache(maxsize=256)
+def _probe(path: Path, size: int, mtime_ns: int, inode: int) -> MediaInfo:
+    """probe() itself; the file's identity is in the arguments so that a changed file is read again."""
     res = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True
     )
