@@ -21,12 +21,14 @@ Fusion Block. Heun makes two velocity calls a step.
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import time
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .avlink import AVLink, sides
 from .pipeline import Engine, resolve_device, resolve_dtype
@@ -39,6 +41,29 @@ PEAK_TFLOPS: list[tuple[str, float, float]] = [
     ("H200", 989.0, 67.0),
     ("A100", 312.0, 19.5),
 ]
+
+
+# `--sdpa`: which attention kernels scaled_dot_product_attention may pick, in priority order (auto:
+# PyTorch's own order, which puts cuDNN last). Kernels that cannot run a call (cuDNN or flash with
+# the text mask) fall through to the next.
+SDPA_ORDERS: dict[str, list[SDPBackend] | None] = {
+    "auto": None,
+    "cudnn": [
+        SDPBackend.CUDNN_ATTENTION,
+        SDPBackend.FLASH_ATTENTION,
+        SDPBackend.EFFICIENT_ATTENTION,
+        SDPBackend.MATH,
+    ],
+    "flash": [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH],
+}
+
+
+def sdpa_order(name: str) -> contextlib.AbstractContextManager:
+    """A context in which attention picks its kernels in the order SDPA_ORDERS[name]."""
+    if name not in SDPA_ORDERS:
+        raise ValueError(f"unknown --sdpa {name!r}; choose from {', '.join(SDPA_ORDERS)}")
+    order = SDPA_ORDERS[name]
+    return contextlib.nullcontext() if order is None else sdpa_kernel(order, set_priority=True)
 
 
 def _dit_block(cfg: DiTConfig, n: int, ctx: int, ctx_dim: int) -> float:
@@ -119,6 +144,29 @@ def device_peak(device: torch.device, dtype: torch.dtype) -> tuple[float | None,
     return None, f"{device.type}: peak unknown"
 
 
+def measured_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float | None:
+    """TFLOP/s of a large square matmul in dtype on a GPU (8192^3 in bf16/fp16, 4096^3 otherwise),
+    best of 3 timings of 10 calls: the ceiling that dense layers can reach here."""
+    if device.type != "cuda":
+        return None
+    n = 8192 if dtype in (torch.bfloat16, torch.float16) else 4096
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(3):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(10):
+            a @ b
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3 / 10)
+    del a, b
+    return 2 * n**3 / best / 1e12
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -152,10 +200,12 @@ def bench_sampling(
     sampler: str = "euler",
     compile: bool = False,
     cuda_graphs: bool = False,
+    sdpa: str = "auto",
     repeats: int = 1,
 ) -> dict[str, Any]:
     """Time `steps` sampling steps of `batch_size` clips with random weights (after a warm-up
-    call) and relate them to the analytic FLOPs and the device's peak."""
+    call) and relate them to the analytic FLOPs, the device's spec peak and, on a GPU, the rate
+    of a large matmul measured here. sdpa: attention kernel order (SDPA_ORDERS)."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -174,16 +224,17 @@ def bench_sampling(
         prompts = ["a wooden ball bounces on a metal floor"] * batch_size
         _sync(dev)
         t0 = time.perf_counter()
-        engine.sample(
-            direction,
-            cond,
-            prompts=prompts,
-            negative_prompts=[""] * batch_size,
-            steps=n_steps,
-            cfg=cfg,
-            sampler=sampler,
-            **inputs,
-        )
+        with sdpa_order(sdpa):
+            engine.sample(
+                direction,
+                cond,
+                prompts=prompts,
+                negative_prompts=[""] * batch_size,
+                steps=n_steps,
+                cfg=cfg,
+                sampler=sampler,
+                **inputs,
+            )
         _sync(dev)
         return time.perf_counter() - t0
 
@@ -196,6 +247,7 @@ def bench_sampling(
     achieved = calls * flops["total"] / per_step / 1e12
     peak, peak_source = device_peak(dev, dt)
     memory, memory_source = peak_memory_mb(dev)
+    matmul = measured_matmul_tflops(dev, dt)
     return {
         "preset": preset.name,
         "direction": direction,
@@ -207,6 +259,7 @@ def bench_sampling(
         "cfg": cfg,
         "compile": compile,
         "cuda_graphs": engine.cuda_graphs,
+        "sdpa": sdpa,
         "ms_per_step": per_step * 1e3,
         "seconds_per_clip": seconds / batch_size,
         "clip_seconds": preset.duration,
@@ -217,6 +270,8 @@ def bench_sampling(
         "peak_tflops": peak,
         "peak_source": peak_source,
         "mfu": achieved / peak if peak else None,
+        "matmul_tflops": matmul,
+        "mfu_of_matmul": achieved / matmul if matmul else None,
         "peak_memory_mb": memory,
         "memory_source": memory_source,
     }

@@ -400,6 +400,13 @@ def bench(
     sampler: SamplerOpt = Sampler.euler,
     compile: CompileOpt = False,
     cuda_graphs: CudaGraphsOpt = False,
+    sdpa: Annotated[
+        str,
+        typer.Option(
+            "--sdpa",
+            help="Attention kernel order to try: auto (PyTorch's), cudnn or flash first.",
+        ),
+    ] = "auto",
     device: DeviceOpt = Device.auto,
     dtype: DtypeOpt = Dtype.auto,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -438,6 +445,7 @@ def bench(
                 sampler=sampler.value,
                 compile=compile,
                 cuda_graphs=cuda_graphs,
+                sdpa=sdpa,
             )
         if as_json:
             typer.echo(json.dumps(report))

@@ -1,0 +1,49 @@
+"""Model folders for the Fusion-stage ablations (issue 6): one per variant, each holding the base
+folder's frozen backbones (audio DiT, video DiT, text encoder, vocoder) and no Fusion weights, so
+`avlink train fusion --out DIR/VARIANT` starts every variant from the same fresh init.
+
+    python scripts/fusion_variants.py weights/avsynth-s /tmp/variants
+    for v in default no-reinject rope-index uniform-t external; do
+      avlink train fusion --out /tmp/variants/$v --steps 1200 --batch-size 64 --lr 1e-3 ...
+    done
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from avlink_cli.avlink import AVLink, Ablation
+from avlink_cli.checkpoint import load_model, save_model
+
+VARIANTS = {
+    "default": Ablation(),
+    "no-reinject": Ablation(reinject_cond=False),
+    "rope-index": Ablation(rope_by_index=True),
+    "uniform-t": Ablation(uniform_t_cond=True),
+    "external": Ablation(external_features=True),
+}
+BACKBONES = ["audio_dit", "video_dit", "text"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("base", type=Path, help="model folder with trained backbones")
+    ap.add_argument("out", type=Path, help="one subfolder per variant is written here")
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    a = ap.parse_args()
+    base = load_model(a.base, device="cpu")
+    for name in a.variants:
+        torch.manual_seed(0)  # the same fresh Fusion init for every variant
+        model = AVLink(base.model.preset, VARIANTS[name])
+        for part in BACKBONES:
+            getattr(model, part).load_state_dict(getattr(base.model, part).state_dict())
+        folder = a.out / name
+        save_model(folder, model, vocoder=base.vocoder, components=BACKBONES + ["vocoder"] * bool(base.vocoder), meta=base.meta)
+        print(f"{folder}: {VARIANTS[name]}")
+
+
+if __name__ == "__main__":
+    main()
