@@ -207,6 +207,7 @@ def bench_sampling(
     call) and relate them to the analytic FLOPs, the device's spec peak and, on a GPU, the rate
     of a large matmul measured here. sdpa: attention kernel order (SDPA_ORDERS)."""
     preset = get_preset(preset) if isinstance(preset, str) else preset
+    sdpa_order(sdpa)  # an unknown name fails here, before the model is built
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     torch.manual_seed(0)

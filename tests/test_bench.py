@@ -82,6 +82,20 @@ def test_bench_command_on_tiny():
         assert label in res.stdout
 
 
+def test_bench_attention_kernel_order():
+    before = torch._C._get_sdp_priority_order()
+    args = ["bench", "--preset", "tiny", "--steps", "1", "--json", "--sdpa", "cudnn"]
+    res = CliRunner().invoke(app, args)  # cuDNN cannot run on a CPU: the next kernel does
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.stdout)
+    assert report["sdpa"] == "cudnn" and report["ms_per_step"] > 0
+    assert report["matmul_tflops"] is None and report["mfu_of_matmul"] is None  # GPUs only
+    assert torch._C._get_sdp_priority_order() == before  # the order is restored afterwards
+    res = CliRunner().invoke(app, ["bench", "--preset", "tiny", "--sdpa", "fastest"])
+    assert res.exit_code == 1 and "unknown --sdpa 'fastest'" in res.output
+    assert "Traceback" not in res.output
+
+
 def test_bench_a_model_folder(tmp_path):
     folder = make_model_folder(tmp_path / "tiny")
     res = CliRunner().invoke(
