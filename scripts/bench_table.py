@@ -32,12 +32,16 @@ ROWS = [  # (direction, batch, compile, cuda_graphs, sdpa)
 
 
 def print_table(path: str) -> None:
-    print("| direction | batch | mode | ms/step | s/clip | TFLOP/s | MFU (spec) | MFU (matmul) | memory |")
+    print(
+        "| direction | batch | mode | ms/step | s/clip | TFLOP/s | MFU (spec) | MFU (matmul) | memory |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for line in open(path):
         r = json.loads(line)
         if "error" in r:
-            print(f"| {r['direction']} | {r['batch_size']} | {r['mode']} | failed: {r['error'][:60]} |")
+            print(
+                f"| {r['direction']} | {r['batch_size']} | {r['mode']} | failed: {r['error'][:60]} |"
+            )
             continue
         print(
             f"| {r['direction'].upper()} | {r['batch_size']} | {r['mode']} | {r['ms_per_step']:.1f} "

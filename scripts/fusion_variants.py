@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from avlink_cli.avlink import AVLink, Ablation
+from avlink_cli.avlink import Ablation, AVLink
 from avlink_cli.checkpoint import load_model, save_model
 
 VARIANTS = {
@@ -41,7 +41,13 @@ def main() -> None:
         for part in BACKBONES:
             getattr(model, part).load_state_dict(getattr(base.model, part).state_dict())
         folder = a.out / name
-        save_model(folder, model, vocoder=base.vocoder, components=BACKBONES + ["vocoder"] * bool(base.vocoder), meta=base.meta)
+        save_model(
+            folder,
+            model,
+            vocoder=base.vocoder,
+            components=BACKBONES + ["vocoder"] * bool(base.vocoder),
+            meta=base.meta,
+        )
         print(f"{folder}: {VARIANTS[name]}")
 
 
