@@ -18,7 +18,10 @@ Per clip, where the inputs allow it (mode "v2a" keeps the audio metrics, "a2v" t
 - av_align: TempoTokens' AV-Align of the file's own audio and video (both modes).
 
 The summary averages per-clip accuracy, AP, match share and AV-Align over clips (nan entries
-left out, as their counts say) and pools timing errors over all events of all clips.
+left out, as their counts say) and pools timing errors over all events of all clips. With
+sidecars it also gives onsets_per_event, generated onsets over true events: timing errors take
+each event's nearest onset, so audio with many more onsets than events (a ratio well above 1)
+gets small errors by chance, and its timing figures mean little.
 """
 
 from __future__ import annotations
@@ -209,6 +212,10 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         if len(vals):
             out[key] = float(ok.mean()) if len(ok) else float("nan")
             out[f"{key}_clips"] = len(ok)
+    with_events = [r for r in records if "onset_times" in r and "timing_errors_ms" in r]
+    n_events = sum(len(r["event_times"]) for r in with_events)
+    if n_events:
+        out["onsets_per_event"] = sum(len(r["onset_times"]) for r in with_events) / n_events
     for prefix in ("timing", "visual_timing"):
         lists = [r[f"{prefix}_errors_ms"] for r in records if f"{prefix}_errors_ms" in r]
         if lists:

@@ -70,6 +70,7 @@ def test_v2a_against_references_and_sidecars(tmp_path: Path) -> None:
     s = out["summary"]
     assert s["n_clips"] == 2 and s["onset_acc"] == 0.5 and s["onset_acc_clips"] == 2
     assert s["timing_events"] == 16 and s["timing_bt1359_share"] == 0.5
+    assert s["onsets_per_event"] == pytest.approx(1.0, abs=0.13)  # one onset a hit, no extras
     json.dumps(out)  # records are plain JSON
 
     img = read_png(plot_dir / "near.dubbed.png")
