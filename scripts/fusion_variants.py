@@ -17,13 +17,11 @@ import torch
 
 from avlink_cli.avlink import Ablation, AVLink
 from avlink_cli.checkpoint import load_model, save_model
+from avlink_cli.commands import ABLATIONS
 
-VARIANTS = {
-    "default": Ablation(),
-    "no-reinject": Ablation(reinject_cond=False),
-    "rope-index": Ablation(rope_by_index=True),
-    "uniform-t": Ablation(uniform_t_cond=True),
-    "external": Ablation(external_features=True),
+# the published design, then one variant per `avlink train --ablation` switch
+VARIANTS = {"default": Ablation()} | {
+    flag: Ablation(**{field: value}) for flag, (field, value) in ABLATIONS.items()
 }
 BACKBONES = ["audio_dit", "video_dit", "text"]
 
@@ -45,7 +43,7 @@ def main() -> None:
             folder,
             model,
             vocoder=base.vocoder,
-            components=BACKBONES + ["vocoder"] * bool(base.vocoder),
+            components=BACKBONES + (["vocoder"] if base.vocoder is not None else []),
             meta=base.meta,
         )
         print(f"{folder}: {VARIANTS[name]}")
