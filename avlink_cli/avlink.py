@@ -106,7 +106,10 @@ class AVLink(nn.Module):
         )
         self.text = TextEncoder(preset.text)
         self.fusion = Fusion(
-            preset.fusion, audio_dim=preset.audio_dit.width, video_dim=preset.video_dit.width
+            preset.fusion,
+            audio_dim=preset.audio_dit.width,
+            video_dim=preset.video_dit.width,
+            video_per_frame=preset.video.tokens_per_frame_group,
         )
         self.external = ExternalEncoders(preset) if self.ablation.external_features else None
         # plan[k] = {"audio": block index, "video": block index} after which Fusion Block k sits

@@ -52,7 +52,8 @@ def init_standard(module: nn.Module) -> bool:
     for m in module.modules():
         if isinstance(m, nn.Linear):
             nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.LayerNorm, QKNorm)) and m.weight is not None:
             nn.init.ones_(m.weight)
             if getattr(m, "bias", None) is not None:

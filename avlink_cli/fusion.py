@@ -68,12 +68,33 @@ def fusion_positions(preset: Preset, *, by_index: bool = False) -> tuple[Tensor,
     return pa, pv
 
 
-class FusionStream(nn.Module):
-    """One modality's half of a Fusion Block (backbone width C, shared width D)."""
+def frame_differences(x: Tensor, per_frame: int) -> Tensor:
+    """x (B, T * S, C), S tokens a frame in row-major (t, h, w) order -> (B, T * S, 2C): each
+    token's difference to the same place in the previous frame and in the next (0 at the ends)."""
+    b, n, c = x.shape
+    f = x.reshape(b, n // per_frame, per_frame, c)
+    d = f[:, 1:] - f[:, :-1]  # (B, T - 1, S, C)
+    zero = torch.zeros_like(f[:, :1])
+    back, ahead = torch.cat([zero, d], 1), torch.cat([d, zero], 1)
+    return torch.cat([back, ahead], -1).reshape(b, n, 2 * c)
 
-    def __init__(self, dim: int, width: int, heads: int, *, mlp_ratio: float) -> None:
+
+class FusionStream(nn.Module):
+    """One modality's half of a Fusion Block (backbone width C, shared width D).
+
+    motion_per_frame S > 0 (video, with FusionConfig.motion): step 2 also projects each token's
+    differences to the previous and next frame (S tokens a frame) and adds them to h. A contact
+    is a change of motion; measured on AVSynth (README), a frame's tokens alone hardly show it,
+    while with their differences a small probe finds contact frames at once.
+    """
+
+    def __init__(
+        self, dim: int, width: int, heads: int, *, mlp_ratio: float, motion_per_frame: int = 0
+    ) -> None:
         super().__init__()
         self.dim, self.width, self.heads = dim, width, heads
+        self.motion_per_frame = motion_per_frame
+        self.motion = nn.Linear(2 * dim, width, bias=False) if motion_per_frame else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim + 3 * width))
         self.proj_in = nn.Linear(dim, width)
@@ -90,7 +111,10 @@ class FusionStream(nn.Module):
     def enter(self, x: Tensor, mods: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Steps 1-2: x (B, N, C) -> h (B, N, D) and its q, k, v (B, H, N, D / H)."""
         shift1, scale1 = mods[0], mods[1]
-        h = self.proj_in(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
+        u = modulate(self.norm1(x), shift1, scale1)
+        h = self.proj_in(u)  # (B, N, D)
+        if self.motion is not None:
+            h = h + self.motion(frame_differences(u, self.motion_per_frame))
         return (h, *self.attn.heads_of(h))
 
     def leave(self, x: Tensor, h: Tensor, o: Tensor, mods: tuple[Tensor, ...]) -> Tensor:
@@ -103,10 +127,18 @@ class FusionStream(nn.Module):
 class FusionBlock(nn.Module):
     """Joint, temporally aligned self-attention between the audio and video streams."""
 
-    def __init__(self, cfg: FusionConfig, *, audio_dim: int, video_dim: int) -> None:
+    def __init__(
+        self, cfg: FusionConfig, *, audio_dim: int, video_dim: int, video_per_frame: int = 0
+    ) -> None:
         super().__init__()
         self.audio = FusionStream(audio_dim, cfg.width, cfg.heads, mlp_ratio=cfg.mlp_ratio)
-        self.video = FusionStream(video_dim, cfg.width, cfg.heads, mlp_ratio=cfg.mlp_ratio)
+        self.video = FusionStream(
+            video_dim,
+            cfg.width,
+            cfg.heads,
+            mlp_ratio=cfg.mlp_ratio,
+            motion_per_frame=video_per_frame if cfg.motion else 0,
+        )
 
     def forward(
         self,
@@ -145,11 +177,19 @@ class FusionBlock(nn.Module):
 class Fusion(nn.Module):
     """The N Fusion Blocks of one AV-Link model (the only trainable part of the last stage)."""
 
-    def __init__(self, cfg: FusionConfig, *, audio_dim: int, video_dim: int) -> None:
+    def __init__(
+        self, cfg: FusionConfig, *, audio_dim: int, video_dim: int, video_per_frame: int = 0
+    ) -> None:
+        """video_per_frame: video tokens per frame group, needed when cfg.motion is on."""
         super().__init__()
+        if cfg.motion and video_per_frame < 1:
+            raise ValueError("FusionConfig.motion needs video_per_frame (video tokens a frame)")
         self.cfg = cfg
         self.blocks = nn.ModuleList(
-            FusionBlock(cfg, audio_dim=audio_dim, video_dim=video_dim) for _ in range(cfg.blocks)
+            FusionBlock(
+                cfg, audio_dim=audio_dim, video_dim=video_dim, video_per_frame=video_per_frame
+            )
+            for _ in range(cfg.blocks)
         )
         self.init_weights()
 

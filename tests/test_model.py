@@ -1,6 +1,8 @@
 """AV-Link on the tiny preset: zero-init equivalence, what trains, the exact cache, CFG, seeds,
 ablation switches, the null prompt, and the paper's parameter counts on the meta device."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from avlink_cli.catalog import count_parameters
 from avlink_cli.presets import get_preset
 
 TINY = get_preset("tiny")
+MOTION = TINY.with_(fusion=replace(TINY.fusion, motion=True))  # Fusion with the motion path
 DIRECTIONS = ("v2a", "a2v")
 
 
@@ -21,9 +24,11 @@ def perturb(module: torch.nn.Module, scale: float = 0.1, seed: int = 0) -> None:
             p.add_(torch.randn(p.shape, generator=gen) * scale)
 
 
-def make_model(ablation: Ablation | None = None, *, fusion: bool = False) -> AVLink:
+def make_model(
+    ablation: Ablation | None = None, *, fusion: bool = False, motion: bool = False
+) -> AVLink:
     torch.manual_seed(0)
-    model = AVLink(TINY, ablation)
+    model = AVLink(MOTION if motion else TINY, ablation)
     for name in ("video_dit", "audio_dit", "text"):
         perturb(getattr(model, name), seed=len(name))
     if fusion:
@@ -43,9 +48,10 @@ def split(direction: str, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tor
     return (x["audio"], x["video"]) if direction == "v2a" else (x["video"], x["audio"])
 
 
+@pytest.mark.parametrize("motion", [False, True])
 @pytest.mark.parametrize("direction", DIRECTIONS)
-def test_fresh_fusion_equals_the_frozen_generator_bit_for_bit(direction: str) -> None:
-    model = make_model()
+def test_fresh_fusion_equals_the_frozen_generator_bit_for_bit(direction: str, motion: bool) -> None:
+    model = make_model(motion=motion)
     gen, cond = split(direction, tokens())
     ctx = model.encode_text(["a ball bounces", ""])
     cache = model.prepare_condition(
@@ -86,10 +92,16 @@ def test_an_optimizer_step_changes_fusion_only() -> None:
 
 
 @pytest.mark.parametrize(
-    "ablation", [Ablation(), Ablation(reinject_cond=False), Ablation(external_features=True)]
+    "ablation, motion",
+    [
+        (Ablation(), False),
+        (Ablation(reinject_cond=False), False),
+        (Ablation(external_features=True), False),
+        (Ablation(), True),
+    ],
 )
-def test_exact_cache_changes_no_sample(ablation: Ablation) -> None:
-    model = make_model(ablation, fusion=True)
+def test_exact_cache_changes_no_sample(ablation: Ablation, motion: bool) -> None:
+    model = make_model(ablation, fusion=True, motion=motion)
     if model.external is not None:
         perturb(model.external, seed=3)
     for direction in DIRECTIONS:

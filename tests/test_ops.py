@@ -3,7 +3,9 @@ modulation, time embedding; the Fusion Block's attention depends on time, not to
 
 import torch
 
-from avlink_cli.fusion import FusionBlock, fusion_plan, fusion_positions
+from dataclasses import replace
+
+from avlink_cli.fusion import FusionBlock, frame_differences, fusion_plan, fusion_positions
 from avlink_cli.ops import (
     apply_rope,
     as_time,
@@ -124,6 +126,49 @@ def test_fresh_fusion_block_is_identity() -> None:
         xa, xv, torch.randn(2, 32), torch.randn(2, 32), fusion.rope(torch.arange(8.0))
     )
     assert torch.equal(ya, xa) and torch.equal(yv, xv)
+
+
+def test_frame_differences_to_the_previous_and_next_frame() -> None:
+    x = torch.arange(3 * 2, dtype=torch.float32).reshape(1, 6, 1) ** 2  # 3 frames, 2 tokens each
+    d = frame_differences(x, 2)  # token (t, s) is x[2t + s]: values 0 1 | 4 9 | 16 25
+    assert d.shape == (1, 6, 2)
+    assert d[0, :, 0].tolist() == [0, 0, 4, 8, 12, 16]  # minus the previous frame (0 at t = 0)
+    assert d[0, :, 1].tolist() == [4, 8, 12, 16, 0, 0]  # the next frame minus this one
+
+
+def test_motion_path_reads_change_between_frames_only() -> None:
+    from avlink_cli.fusion import Fusion
+
+    cfg = replace(TINY.fusion, motion=True)
+    fusion = Fusion(cfg, audio_dim=32, video_dim=32, video_per_frame=2)
+    xa, xv = torch.randn(1, 5, 32), torch.randn(1, 6, 32)  # 3 video frames of 2 tokens
+    ca, cv, pe = torch.randn(1, 32), torch.randn(1, 32), fusion.rope(torch.arange(11.0))
+    block = fusion.blocks[0]
+    ya, yv = block(xa, xv, ca, cv, pe)
+    assert torch.equal(ya, xa) and torch.equal(yv, xv)  # fresh: the identity, motion path or not
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+
+    def run(video: torch.Tensor, motion_on: bool) -> torch.Tensor:
+        saved = block.video.motion
+        block.video.motion = saved if motion_on else None
+        try:
+            with torch.no_grad():
+                return block(xa, video, ca, cv, pe)[0]
+        finally:
+            block.video.motion = saved
+
+    still = xv[:, :2].repeat(1, 3, 1)  # the same frame three times: no differences
+    assert torch.allclose(run(still, True), run(still, False), atol=1e-6)
+    assert not torch.allclose(run(xv, True), run(xv, False), atol=1e-3)
+    try:
+        Fusion(cfg, audio_dim=32, video_dim=32)
+    except ValueError as e:
+        assert "video_per_frame" in str(e)
+    else:
+        raise AssertionError("motion without video_per_frame must be refused")
 
 
 def test_fusion_plan_interleaves_evenly() -> None:
