@@ -109,6 +109,7 @@ class AVLink(nn.Module):
             preset.fusion,
             audio_dim=preset.audio_dit.width,
             video_dim=preset.video_dit.width,
+            video_token_dim=preset.video.token_dim,
             video_per_frame=preset.video.tokens_per_frame_group,
         )
         self.external = ExternalEncoders(preset) if self.ablation.external_features else None
@@ -301,6 +302,8 @@ class AVLink(nn.Module):
                 torch.cat([t, t]),
                 TextContext.cat([ctx, uncond_ctx.expand(batch)]),
             )
+        # motion features of the video tokens (FusionConfig.motion), for the Fusion rows only
+        motion_v = self.fusion.motion_features(cache.x_t if gen == "audio" else x[:batch])
         h, c = gdit.embed(x.to(gdit.embed.proj.weight.dtype), t)  # (B', N_gen, C_gen), (B', C_gen)
         pe_gen = gdit.rope(device=device)
         done = 0  # generated-side blocks run so far
@@ -322,9 +325,13 @@ class AVLink(nn.Module):
             reinject = self.ablation.reinject_cond and k < len(self.fusion.blocks) - 1
             h_gen, c_gen = h[:batch], c[:batch]
             if gen == "audio":
-                h_gen, h_cnd = block(h_gen, h_cnd, c_gen, c_cnd, pe_fusion, update_v=reinject)
+                h_gen, h_cnd = block(
+                    h_gen, h_cnd, c_gen, c_cnd, pe_fusion, update_v=reinject, motion_v=motion_v
+                )
             else:
-                h_cnd, h_gen = block(h_cnd, h_gen, c_cnd, c_gen, pe_fusion, update_a=reinject)
+                h_cnd, h_gen = block(
+                    h_cnd, h_gen, c_cnd, c_gen, pe_fusion, update_a=reinject, motion_v=motion_v
+                )
             h = h_gen if uncond_ctx is None else torch.cat([h_gen, h[batch:]])
         for gblock in gdit.blocks[done:]:
             h = gblock(h, c, pe_gen, ctx)

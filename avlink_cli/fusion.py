@@ -82,19 +82,17 @@ def frame_differences(x: Tensor, per_frame: int) -> Tensor:
 class FusionStream(nn.Module):
     """One modality's half of a Fusion Block (backbone width C, shared width D).
 
-    motion_per_frame S > 0 (video, with FusionConfig.motion): step 2 also projects each token's
-    differences to the previous and next frame (S tokens a frame) and adds them to h. A contact
-    is a change of motion; measured on AVSynth (README), a frame's tokens alone hardly show it,
-    while with their differences a small probe finds contact frames at once.
+    motion_dim > 0 (the video half, with FusionConfig.motion): step 2 also adds a linear map of
+    the motion features `Fusion.motion_features` makes from the video tokens (each pixel patch's
+    change from the previous frame and to the next). No bias, so a still video adds nothing.
     """
 
     def __init__(
-        self, dim: int, width: int, heads: int, *, mlp_ratio: float, motion_per_frame: int = 0
+        self, dim: int, width: int, heads: int, *, mlp_ratio: float, motion_dim: int = 0
     ) -> None:
         super().__init__()
         self.dim, self.width, self.heads = dim, width, heads
-        self.motion_per_frame = motion_per_frame
-        self.motion = nn.Linear(2 * dim, width, bias=False) if motion_per_frame else None
+        self.motion = nn.Linear(motion_dim, width, bias=False) if motion_dim else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim + 3 * width))
         self.proj_in = nn.Linear(dim, width)
@@ -108,13 +106,17 @@ class FusionStream(nn.Module):
             [self.dim, self.dim, self.width, self.width, self.width, self.dim], dim=-1
         )
 
-    def enter(self, x: Tensor, mods: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Steps 1-2: x (B, N, C) -> h (B, N, D) and its q, k, v (B, H, N, D / H)."""
+    def enter(
+        self, x: Tensor, mods: tuple[Tensor, ...], motion: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Steps 1-2: x (B, N, C) [, motion (B, N, motion_dim)] -> h (B, N, D) and its q, k, v
+        (B, H, N, D / H)."""
         shift1, scale1 = mods[0], mods[1]
-        u = modulate(self.norm1(x), shift1, scale1)
-        h = self.proj_in(u)  # (B, N, D)
+        h = self.proj_in(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
         if self.motion is not None:
-            h = h + self.motion(frame_differences(u, self.motion_per_frame))
+            if motion is None:
+                raise ValueError("this Fusion Block reads motion features: pass motion_v")
+            h = h + self.motion(motion.to(h.dtype))
         return (h, *self.attn.heads_of(h))
 
     def leave(self, x: Tensor, h: Tensor, o: Tensor, mods: tuple[Tensor, ...]) -> Tensor:
@@ -128,16 +130,12 @@ class FusionBlock(nn.Module):
     """Joint, temporally aligned self-attention between the audio and video streams."""
 
     def __init__(
-        self, cfg: FusionConfig, *, audio_dim: int, video_dim: int, video_per_frame: int = 0
+        self, cfg: FusionConfig, *, audio_dim: int, video_dim: int, motion_dim: int = 0
     ) -> None:
         super().__init__()
         self.audio = FusionStream(audio_dim, cfg.width, cfg.heads, mlp_ratio=cfg.mlp_ratio)
         self.video = FusionStream(
-            video_dim,
-            cfg.width,
-            cfg.heads,
-            mlp_ratio=cfg.mlp_ratio,
-            motion_per_frame=video_per_frame if cfg.motion else 0,
+            video_dim, cfg.width, cfg.heads, mlp_ratio=cfg.mlp_ratio, motion_dim=motion_dim
         )
 
     def forward(
@@ -150,17 +148,19 @@ class FusionBlock(nn.Module):
         *,
         update_a: bool = True,
         update_v: bool = True,
+        motion_v: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """x_a (B, N_a, C_a), x_v (B, N_v, C_v), c_a (B, C_a) from t_a, c_v (B, C_v) from t_v,
         pe (N_a + N_v, D / H / 2, 2) from `rope` over [audio ; video] positions -> (x_a, x_v).
 
         update_a / update_v False leaves that stream as it came in (no reinjection); its half of
-        steps 5-9 is skipped.
+        steps 5-9 is skipped. motion_v (B, N_v, motion_dim): `Fusion.motion_features`, when the
+        blocks read them (FusionConfig.motion).
         """
         n_a = x_a.shape[1]
         mods_a, mods_v = self.audio.modulations(c_a), self.video.modulations(c_v)
         h_a, q_a, k_a, v_a = self.audio.enter(x_a, mods_a)
-        h_v, q_v, k_v, v_v = self.video.enter(x_v, mods_v)
+        h_v, q_v, k_v, v_v = self.video.enter(x_v, mods_v, motion_v)
         q, k, v = (
             torch.cat(pair, dim=2) for pair in ((q_a, q_v), (k_a, k_v), (v_a, v_v))
         )  # (B, H, N_a + N_v, d)
@@ -178,17 +178,23 @@ class Fusion(nn.Module):
     """The N Fusion Blocks of one AV-Link model (the only trainable part of the last stage)."""
 
     def __init__(
-        self, cfg: FusionConfig, *, audio_dim: int, video_dim: int, video_per_frame: int = 0
+        self,
+        cfg: FusionConfig,
+        *,
+        audio_dim: int,
+        video_dim: int,
+        video_token_dim: int = 0,
+        video_per_frame: int = 0,
     ) -> None:
-        """video_per_frame: video tokens per frame group, needed when cfg.motion is on."""
+        """video_token_dim, video_per_frame: size of a video token and tokens per frame group,
+        needed when cfg.motion is on."""
         super().__init__()
-        if cfg.motion and video_per_frame < 1:
-            raise ValueError("FusionConfig.motion needs video_per_frame (video tokens a frame)")
-        self.cfg = cfg
+        if cfg.motion and (video_per_frame < 1 or video_token_dim < 1):
+            raise ValueError("FusionConfig.motion needs video_token_dim and video_per_frame")
+        self.cfg, self.video_per_frame = cfg, video_per_frame
+        motion_dim = 2 * video_token_dim if cfg.motion else 0
         self.blocks = nn.ModuleList(
-            FusionBlock(
-                cfg, audio_dim=audio_dim, video_dim=video_dim, video_per_frame=video_per_frame
-            )
+            FusionBlock(cfg, audio_dim=audio_dim, video_dim=video_dim, motion_dim=motion_dim)
             for _ in range(cfg.blocks)
         )
         self.init_weights()
@@ -206,6 +212,13 @@ class Fusion(nn.Module):
                 nn.init.ones_(ada.bias[-c:])  # gate2
                 nn.init.zeros_(stream.mlp.fc2.weight)  # the block's output starts at exactly 0
                 nn.init.zeros_(stream.mlp.fc2.bias)
+
+    def motion_features(self, video_tokens: Tensor) -> Tensor | None:
+        """Video tokens (B, N_v, token_dim), as the video backbone sees them -> the motion
+        features the blocks read (B, N_v, 2 * token_dim), or None without FusionConfig.motion."""
+        if not self.cfg.motion:
+            return None
+        return frame_differences(video_tokens, self.video_per_frame)
 
     def rope(self, pos: Tensor) -> Tensor:
         """Positions (N_a + N_v,) -> RoPE table (N_a + N_v, D / H / 2, 2)."""

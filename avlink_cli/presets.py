@@ -94,8 +94,8 @@ class FusionConfig:
     rope_scale: float = 25.0  # RoPE position = seconds * rope_scale (one unit per audio token)
     rope_theta: float = 10_000.0
     external_depth: int = 2  # layers of each external encoder (feature-extractor ablation only)
-    # Video tokens also enter each block through their differences to the previous and next
-    # frame (fusion.py, FusionStream.enter). Off in the paper's design; see README.
+    # The video half of each block also reads every pixel patch's change from the previous frame
+    # and to the next (fusion.py, Fusion.motion_features). Not in the paper's design; see README.
     motion: bool = False
 
 

@@ -140,35 +140,43 @@ def test_motion_path_reads_change_between_frames_only() -> None:
     from avlink_cli.fusion import Fusion
 
     cfg = replace(TINY.fusion, motion=True)
-    fusion = Fusion(cfg, audio_dim=32, video_dim=32, video_per_frame=2)
+    fusion = Fusion(cfg, audio_dim=32, video_dim=32, video_token_dim=12, video_per_frame=2)
     xa, xv = torch.randn(1, 5, 32), torch.randn(1, 6, 32)  # 3 video frames of 2 tokens
     ca, cv, pe = torch.randn(1, 32), torch.randn(1, 32), fusion.rope(torch.arange(11.0))
+    moving = fusion.motion_features(torch.randn(1, 6, 12))
+    still = fusion.motion_features(torch.randn(1, 2, 12).repeat(1, 3, 1))  # one frame 3 times
+    assert moving.shape == (1, 6, 24) and still.abs().max() == 0
     block = fusion.blocks[0]
-    ya, yv = block(xa, xv, ca, cv, pe)
+    ya, yv = block(xa, xv, ca, cv, pe, motion_v=moving)
     assert torch.equal(ya, xa) and torch.equal(yv, xv)  # fresh: the identity, motion path or not
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in block.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.3)
 
-    def run(video: torch.Tensor, motion_on: bool) -> torch.Tensor:
+    def run(motion: torch.Tensor | None) -> torch.Tensor:
         saved = block.video.motion
-        block.video.motion = saved if motion_on else None
+        block.video.motion = saved if motion is not None else None
         try:
             with torch.no_grad():
-                return block(xa, video, ca, cv, pe)[0]
+                return block(xa, xv, ca, cv, pe, motion_v=motion)[0]
         finally:
             block.video.motion = saved
 
-    still = xv[:, :2].repeat(1, 3, 1)  # the same frame three times: no differences
-    assert torch.allclose(run(still, True), run(still, False), atol=1e-6)
-    assert not torch.allclose(run(xv, True), run(xv, False), atol=1e-3)
+    assert torch.allclose(run(still), run(None), atol=1e-6)  # a still video adds nothing
+    assert not torch.allclose(run(moving), run(None), atol=1e-3)
+    try:
+        block(xa, xv, ca, cv, pe)
+    except ValueError as e:
+        assert "motion" in str(e)
+    else:
+        raise AssertionError("a block with a motion path must be given motion features")
     try:
         Fusion(cfg, audio_dim=32, video_dim=32)
     except ValueError as e:
         assert "video_per_frame" in str(e)
     else:
-        raise AssertionError("motion without video_per_frame must be refused")
+        raise AssertionError("motion without the video token sizes must be refused")
 
 
 def test_fusion_plan_interleaves_evenly() -> None:
