@@ -11,6 +11,7 @@ folder's frozen backbones (audio DiT, video DiT, text encoder, vocoder) and no F
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,11 +32,19 @@ def main() -> None:
     ap.add_argument("base", type=Path, help="model folder with trained backbones")
     ap.add_argument("out", type=Path, help="one subfolder per variant is written here")
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument(
+        "--motion",
+        choices=["on", "off"],
+        help="turn the Fusion Blocks' motion path on or off (default: as in the base folder)",
+    )
     a = ap.parse_args()
     base = load_model(a.base, device="cpu")
+    preset = base.model.preset
+    if a.motion is not None:
+        preset = preset.with_(fusion=replace(preset.fusion, motion=a.motion == "on"))
     for name in a.variants:
         torch.manual_seed(0)  # the same fresh Fusion init for every variant
-        model = AVLink(base.model.preset, VARIANTS[name])
+        model = AVLink(preset, VARIANTS[name])
         for part in BACKBONES:
             getattr(model, part).load_state_dict(getattr(base.model, part).state_dict())
         folder = a.out / name

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import types
+from dataclasses import replace
 
 import pytest
 import torch
@@ -30,13 +31,14 @@ def math_attention(q, k, v, attn_mask=None):
 
 @pytest.mark.parametrize("direction", ["v2a", "a2v"])
 @pytest.mark.parametrize("cfg", [True, False])
-@pytest.mark.parametrize("reinject", [True, False])
-def test_step_flops_match_torch_counter(direction, cfg, reinject, monkeypatch):
+@pytest.mark.parametrize("reinject, motion", [(True, False), (False, False), (True, True)])
+def test_step_flops_match_torch_counter(direction, cfg, reinject, motion, monkeypatch):
     monkeypatch.setattr(
         ops, "F", types.SimpleNamespace(scaled_dot_product_attention=math_attention)
     )
     torch.manual_seed(0)
-    model = AVLink(TINY, Ablation(reinject_cond=reinject)).eval()
+    preset = TINY.with_(fusion=replace(TINY.fusion, motion=motion))
+    model = AVLink(preset, Ablation(reinject_cond=reinject)).eval()
     gen, cnd = ("audio", "video") if direction == "v2a" else ("video", "audio")
     shape = {
         "audio": (TINY.n_audio_tokens, TINY.audio.token_dim),
