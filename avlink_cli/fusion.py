@@ -82,9 +82,10 @@ def frame_differences(x: Tensor, per_frame: int) -> Tensor:
 class FusionStream(nn.Module):
     """One modality's half of a Fusion Block (backbone width C, shared width D).
 
-    motion_dim > 0 (the video half, with FusionConfig.motion): step 2 also adds a linear map of
+    motion_dim > 0 (the video half, with FusionConfig.motion): step 2 also adds a small MLP of
     the motion features `Fusion.motion_features` makes from the video tokens (each pixel patch's
-    change from the previous frame and to the next). No bias, so a still video adds nothing.
+    change from the previous frame and to the next), so that a token can tell a reversal or a
+    stop (a contact) from steady motion by itself. No biases, so a still video adds nothing.
     """
 
     def __init__(
@@ -92,7 +93,15 @@ class FusionStream(nn.Module):
     ) -> None:
         super().__init__()
         self.dim, self.width, self.heads = dim, width, heads
-        self.motion = nn.Linear(motion_dim, width, bias=False) if motion_dim else None
+        self.motion = (
+            nn.Sequential(
+                nn.Linear(motion_dim, width, bias=False),
+                nn.GELU(),
+                nn.Linear(width, width, bias=False),
+            )
+            if motion_dim
+            else None
+        )
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim + 3 * width))
         self.proj_in = nn.Linear(dim, width)
