@@ -1,9 +1,9 @@
 """Pure math: RoPE (float positions, multi-axis, time alignment across modalities), attention,
 modulation, time embedding; the Fusion Block's attention depends on time, not token index."""
 
-import torch
-
 from dataclasses import replace
+
+import torch
 
 from avlink_cli.fusion import FusionBlock, frame_differences, fusion_plan, fusion_positions
 from avlink_cli.ops import (

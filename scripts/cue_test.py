@@ -1,0 +1,112 @@
+"""Can the Fusion stage learn V2A timing on AVSynth audio, and is the video what stops it?
+
+Trains a fresh Fusion (V2A only, batch 16, t_shift as FusionStage) on the frozen backbones of
+MODEL and prints, every 100 steps, the validation loss with each clip's own video ("matched")
+against another clip's ("shuffled"), as scripts/cond_gap.py does (48 clips, t 0.05/0.2/0.5).
+
+    python scripts/cue_test.py weights/avsynth-s --video real          # the real frames
+    python scripts/cue_test.py weights/avsynth-s --video flash         # contact frames made white
+    python scripts/cue_test.py weights/avsynth-s --video real --motion on
+
+--video flash replaces every frame nearest a true contact by a white frame: the audio is real,
+only the visual cue is made obvious. A gap there and none with the real frames means the audio
+side can use timing and the video representation is what hides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+
+import numpy as np
+import torch
+
+from avlink_cli import flow
+from avlink_cli.checkpoint import load_model
+from avlink_cli.codecs import video_to_tokens, wav_to_tokens
+from avlink_cli.fusion import Fusion
+from avlink_cli.synth import render_clip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model")
+    ap.add_argument("--video", choices=["real", "flash"], default="real")
+    ap.add_argument("--motion", choices=["on", "off"], help="default: as in the model folder")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--clips", type=int, default=1024, help="training clips")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--t-shift", type=float, default=4.0)
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    m = load_model(a.model).model
+    p = m.preset
+    cfg = p.fusion if a.motion is None else replace(p.fusion, motion=a.motion == "on")
+    torch.manual_seed(0)
+    m.fusion = Fusion(
+        cfg,
+        audio_dim=p.audio_dit.width,
+        video_dim=p.video_dit.width,
+        video_token_dim=p.video.token_dim,
+        video_per_frame=p.video.tokens_per_frame_group,
+    )
+    params = m.set_trainable("fusion")
+
+    def data(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clips = [render_clip(p, seed=i, split=split) for i in range(n)]
+        frames = np.stack([c.frames for c in clips])
+        if a.video == "flash":
+            for i, c in enumerate(clips):
+                for e in c.sidecar["events"]:
+                    frames[i, min(round(e["time"] * p.video.fps), p.n_frames - 1)] = 255
+        wav = torch.from_numpy(np.stack([c.audio for c in clips]))
+        audio = wav_to_tokens(wav, p.audio)[:, : p.n_audio_tokens]
+        return audio, video_to_tokens(torch.from_numpy(frames), p.video)
+
+    audio, video = data("train", a.clips)
+    val_audio, val_video = data("val", 48)
+    val_ctx = m.encode_text([""] * 48)
+
+    def gap() -> dict[str, float]:
+        g = torch.Generator().manual_seed(1)
+        out = {}
+        with torch.no_grad():
+            for name, cond in (("matched", val_video), ("shuffled", val_video.roll(1, 0))):
+                losses = []
+                for t in (0.05, 0.2, 0.5):
+                    g.manual_seed(1)
+                    x0 = torch.randn(val_audio.shape, generator=g)
+                    noise = torch.randn(cond.shape, generator=g)
+                    tt = torch.full((48,), t)
+                    cache = m.prepare_condition("v2a", cond, val_ctx, noise=noise)
+                    v = m.velocity("v2a", flow.interpolate(x0, val_audio, tt), tt, cache, val_ctx)
+                    losses.append(flow.loss(v, x0, val_audio).item())
+                out[name] = round(float(np.mean(losses)), 5)
+        return out | {"matched_over_shuffled": round(out["matched"] / out["shuffled"], 4)}
+
+    opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(0)
+    batch = 16
+    ctx = m.encode_text([""] * batch)
+    start = time.time()
+    print(json.dumps({"step": 0} | gap()), flush=True)
+    for step in range(1, a.steps + 1):
+        idx = torch.randint(len(audio), (batch,), generator=g)
+        x1, cond = audio[idx], video[idx]
+        t = flow.shift_time(torch.sigmoid(torch.randn(batch, generator=g)), a.t_shift)
+        x0 = torch.randn(x1.shape, generator=g)
+        cache = m.prepare_condition("v2a", cond, ctx, noise=torch.randn(cond.shape, generator=g))
+        loss = flow.loss(m.velocity("v2a", flow.interpolate(x0, x1, t), t, cache, ctx), x0, x1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            print(json.dumps({"step": step, "seconds": round(time.time() - start)} | gap()),
+                  flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
