@@ -7,10 +7,13 @@ against another clip's ("shuffled"), as scripts/cond_gap.py does (48 clips, t 0.
     python scripts/cue_test.py weights/avsynth-s --video real          # the real frames
     python scripts/cue_test.py weights/avsynth-s --video flash         # contact frames made white
     python scripts/cue_test.py weights/avsynth-s --video real --motion on
+    python scripts/cue_test.py weights/avsynth-s --video fade --motion on   # flash fading out
 
 --video flash replaces every frame nearest a true contact by a white frame: the audio is real,
 only the visual cue is made obvious. A gap there and none with the real frames means the audio
-side can use timing and the video representation is what hides it.
+side can use timing and the video representation is what hides it. --video fade trains with
+the flash fading linearly from full to nothing over the first 60% of the steps (a hint that uses
+the true contact times, for this experiment only); its gap is always measured on real frames.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from avlink_cli.synth import render_clip
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model")
-    ap.add_argument("--video", choices=["real", "flash"], default="real")
+    ap.add_argument("--video", choices=["real", "flash", "fade"], default="real")
     ap.add_argument("--motion", choices=["on", "off"], help="default: as in the model folder")
     ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--clips", type=int, default=1024, help="training clips")
@@ -55,19 +58,22 @@ def main() -> None:
     )
     params = m.set_trainable("fusion")
 
-    def data(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def data(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Audio tokens, real video tokens, and video tokens with every contact frame white."""
         clips = [render_clip(p, seed=i, split=split) for i in range(n)]
         frames = np.stack([c.frames for c in clips])
-        if a.video == "flash":
-            for i, c in enumerate(clips):
-                for e in c.sidecar["events"]:
-                    frames[i, min(round(e["time"] * p.video.fps), p.n_frames - 1)] = 255
+        flashed = frames.copy()
+        for i, c in enumerate(clips):
+            for e in c.sidecar["events"]:
+                flashed[i, min(round(e["time"] * p.video.fps), p.n_frames - 1)] = 255
         wav = torch.from_numpy(np.stack([c.audio for c in clips]))
         audio = wav_to_tokens(wav, p.audio)[:, : p.n_audio_tokens]
-        return audio, video_to_tokens(torch.from_numpy(frames), p.video)
+        real, flash = (video_to_tokens(torch.from_numpy(f), p.video) for f in (frames, flashed))
+        return audio, real, flash
 
-    audio, video = data("train", a.clips)
-    val_audio, val_video = data("val", 48)
+    audio, real, flash = data("train", a.clips)
+    val_audio, val_real, val_flash = data("val", 48)
+    val_video = val_flash if a.video == "flash" else val_real
     val_ctx = m.encode_text([""] * 48)
 
     def gap() -> dict[str, float]:
@@ -95,7 +101,9 @@ def main() -> None:
     print(json.dumps({"step": 0} | gap()), flush=True)
     for step in range(1, a.steps + 1):
         idx = torch.randint(len(audio), (batch,), generator=g)
-        x1, cond = audio[idx], video[idx]
+        # tokens are linear in the pixels, so mixing tokens mixes the frames
+        hint = {"real": 0.0, "flash": 1.0}.get(a.video, max(0.0, 1 - step / (0.6 * a.steps)))
+        x1, cond = audio[idx], real[idx] + hint * (flash[idx] - real[idx])
         t = flow.shift_time(torch.sigmoid(torch.randn(batch, generator=g)), a.t_shift)
         x0 = torch.randn(x1.shape, generator=g)
         cache = m.prepare_condition("v2a", cond, ctx, noise=torch.randn(cond.shape, generator=g))
