@@ -221,6 +221,17 @@ def train(
         list[str] | None,
         typer.Option("--ablation", help=f"Ablation switch: {', '.join(ABLATIONS)}."),
     ] = None,
+    contact_hint: Annotated[
+        float,
+        typer.Option(
+            "--contact-hint",
+            min=0.0,
+            max=1.0,
+            help="Fusion stage: over this fraction of the steps, V2A's conditioning frames at "
+            "known contacts (AVSynth's) fade from white to real, so the blocks learn where "
+            "timing is in the video. 0 turns it off; real videos have no known contacts.",
+        ),
+    ] = 0.6,
     cache: Annotated[
         Path, typer.Option("--cache", help="Where decoded training arrays are cached.")
     ] = Path(".avlink-cache"),
@@ -263,6 +274,7 @@ def train(
             batch_size=batch_size,
             lr=lr,
             ablation=switches,
+            contact_hint=contact_hint,
             cache=cache,
             workers=workers,
             device=_resolve_device(device),

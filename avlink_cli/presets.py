@@ -248,7 +248,7 @@ AVSYNTH_S = register(
         video=VideoSpec(fps=12.0, height=32, width=32, patch=(1, 16, 16)),
         video_dit=DiTConfig(width=160, depth=6, heads=5),
         audio_dit=DiTConfig(width=160, depth=6, heads=5),
-        fusion=FusionConfig(blocks=3, width=160, heads=5),
+        fusion=FusionConfig(blocks=3, width=160, heads=5, motion=True),
         text=TextConfig(width=128, depth=2, heads=4),
     )
 )

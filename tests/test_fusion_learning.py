@@ -95,3 +95,41 @@ def test_fusion_stage_learns_event_timing():
     with torch.no_grad():
         matched, shuffled = v2a_loss(model, held_out, False), v2a_loss(model, held_out, True)
     assert matched < 0.98 * shuffled, (matched, shuffled)
+
+
+def test_contact_hint_fades_out_and_touches_only_known_contacts():
+    stage = FusionStage(AVLink(TINY), hint_steps=10).train()
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 200, (2, TINY.n_frames, TINY.video.height, TINY.video.width, 3),
+                           generator=gen, dtype=torch.uint8)  # fmt: skip
+    contacts = torch.zeros(2, TINY.n_frames, dtype=torch.bool)
+    contacts[0, 3] = True  # clip 1 has no known contact (a real video)
+    batch = {"frames": frames, "contacts": contacts}
+    hinted = stage.hint(batch, 0)["frames"]
+    assert (hinted[0, 3] == 255).all()  # fully white at the start
+    others = torch.ones(2, TINY.n_frames, dtype=torch.bool)
+    others[0, 3] = False
+    assert torch.equal(hinted[others], frames[others])
+    half = stage.hint(batch, 5)["frames"][0, 3].float()  # half-way: half-way to white
+    assert torch.allclose(
+        half, frames[0, 3].float() + 0.5 * (255 - frames[0, 3].float()), atol=0.51
+    )
+    for late in (10, 50):
+        assert torch.equal(stage.hint(batch, late)["frames"], frames)
+    stage.eval()  # validation sees the real frames
+    assert torch.equal(stage.hint(batch, 0)["frames"], frames)
+    assert torch.equal(FusionStage(AVLink(TINY)).train().hint(batch, 0)["frames"], frames)
+
+
+def test_contact_frames_from_cache_events():
+    from avlink_cli.training.run import contact_frames
+
+    class Cache(list):  # a ClipCache as contact_frames reads it: len() and .events
+        events = property(lambda self: list(self))
+
+    fps = TINY.video.fps
+    cache = Cache([[{"time": 2 / fps + 0.01}, {"time": 99.0}], []])
+    marks = contact_frames(cache, TINY)
+    assert marks.shape == (2, TINY.n_frames)
+    assert marks[0].nonzero()[0].tolist() == [2, TINY.n_frames - 1]  # nearest frame, clamped
+    assert not marks[1].any()

@@ -52,6 +52,7 @@ class Rand:
 
     def __init__(self, seed: int, step: int, *, rank: int, local: int, device: torch.device):
         # draws on the device itself: the same stream on every rank, no host-to-device copies
+        self.step = step  # the optimizer step these draws are for (-1: validation)
         self.gen = torch.Generator(device).manual_seed(hash_seed(seed, step, 1))
         self.lo, self.hi = rank * local, (rank + 1) * local
         self.global_size = local * world_size()

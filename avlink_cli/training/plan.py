@@ -47,6 +47,7 @@ def run_training(
     device: torch.device,
     seed: int,
     time_limit: float | None = None,
+    contact_hint: float = 0.0,
     quiet: bool = False,
     console=None,
 ) -> list[dict]:
@@ -112,6 +113,7 @@ def run_training(
                 loop=cfg,
                 device=device,
                 ablation=Ablation(**ablation),
+                contact_hint=contact_hint,
                 workers=workers,
                 on_step=on_step,
                 progress=data_progress,

@@ -132,6 +132,15 @@ def _add_mels(root: Path, preset: Preset) -> None:
     (root / "mel.tmp.npy").replace(root / "mel.npy")
 
 
+def contact_frames(cache: D.ClipCache, preset: Preset) -> np.ndarray:
+    """(N, T) bool: the frame nearest each known contact of each clip (none for real videos)."""
+    out = np.zeros((len(cache), preset.n_frames), dtype=bool)
+    for i, events in enumerate(cache.events):
+        for e in events:
+            out[i, min(max(round(e["time"] * preset.video.fps), 0), preset.n_frames - 1)] = True
+    return out
+
+
 class Batches:
     """Tensors for a list of dataset indices, from a cache opened with memory maps.
 
@@ -149,7 +158,8 @@ class Batches:
     ):
         mel = np.load(cache.root / "mel.npy", mmap_mode="r")
         ids, mask = tokenize(cache.captions, preset.text.max_tokens)
-        arrays = {"frames": cache.frames, "mel": mel} | ({"wav": cache.wav} if need_wav else {})
+        arrays = {"frames": cache.frames, "mel": mel, "contacts": contact_frames(cache, preset)}
+        arrays |= {"wav": cache.wav} if need_wav else {}
         self.host = arrays if preload is None else {}
         self.device = (
             {k: torch.from_numpy(np.asarray(v)).to(preload) for k, v in arrays.items()}
@@ -193,6 +203,7 @@ def train_stage(
     loop: LoopConfig,
     device: torch.device,
     ablation: Ablation = Ablation(),
+    contact_hint: float = 0.0,
     workers: int = 2,
     on_step: Callable[[StepReport], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -221,7 +232,7 @@ def train_stage(
     else:
         model.set_trainable("fusion", "external")
         module, components = (
-            FusionStage(model),
+            FusionStage(model, hint_steps=round(contact_hint * loop.steps)),
             ["fusion"] + (["external"] if model.external is not None else []),
         )
     preload = device if device.type == "cuda" else None

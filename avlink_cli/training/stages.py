@@ -123,10 +123,25 @@ class FusionStage(nn.Module):
         *,
         p_uncond: float = 0.5,
         t_shift: float = 4.0,
+        hint_steps: int = 0,
     ):
         super().__init__()
         self.model, self.directions = model, directions
-        self.p_uncond, self.t_shift = p_uncond, t_shift
+        self.p_uncond, self.t_shift, self.hint_steps = p_uncond, t_shift, hint_steps
+
+    def hint(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
+        """The contact hint: over the first `hint_steps` training steps, V2A's conditioning frames
+        nearest a known contact are mixed towards white, from fully white to not at all. The
+        Fusion Blocks first learn to take timing from the video where it is obvious, and must then
+        find the same instants in the real frames (README: scripts/cue_test.py --video fade).
+        Clips without known contacts (real videos) are unchanged; so is validation."""
+        strength = 1.0 - step / self.hint_steps if 0 <= step < self.hint_steps else 0.0
+        if not self.training or strength <= 0 or "contacts" not in batch:
+            return batch
+        frames = batch["frames"].float()  # (B, T, H, W, 3)
+        mark = batch["contacts"].to(frames.device)[:, :, None, None, None]  # (B, T, 1, 1, 1)
+        frames = torch.where(mark, frames + strength * (255.0 - frames), frames)
+        return batch | {"frames": frames.round().to(torch.uint8)}
 
     def forward(self, batch: dict[str, Tensor], rand: Rand) -> Tensor:
         model = self.model
@@ -137,7 +152,8 @@ class FusionStage(nn.Module):
         for direction in self.directions:
             gen, cnd = sides(direction)
             x1 = clean_tokens(model.preset, batch, gen)
-            cond = clean_tokens(model.preset, batch, cnd)
+            hinted = self.hint(batch, rand.step) if direction == "v2a" else batch
+            cond = clean_tokens(model.preset, hinted, cnd)
             t = logit_normal_t(rand, self.t_shift)
             x0 = rand.normal(*x1.shape[1:])
             cond_noise = rand.normal(*cond.shape[1:])
