@@ -28,6 +28,7 @@ from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import video_to_tokens
 from avlink_cli.fusion import frame_differences
 from avlink_cli.synth import render_clip
+from avlink_cli.training.run import contact_frames
 
 REPRESENTATIONS = ["pixels", "embed", "fusion0"]
 
@@ -73,10 +74,7 @@ def main() -> None:
 
     def data(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         clips = [render_clip(p, seed=i, split=split) for i in range(n)]
-        label = torch.zeros(n, p.n_frames)
-        for i, c in enumerate(clips):
-            for e in c.sidecar["events"]:
-                label[i, min(round(e["time"] * p.video.fps), p.n_frames - 1)] = 1
+        label = torch.from_numpy(contact_frames([c.sidecar["events"] for c in clips], p)).float()
         tokens = video_to_tokens(torch.from_numpy(np.stack([c.frames for c in clips])), p.video)
         noise = torch.Generator().manual_seed(0)
         feats = []

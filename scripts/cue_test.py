@@ -31,6 +31,7 @@ from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import video_to_tokens, wav_to_tokens
 from avlink_cli.fusion import Fusion
 from avlink_cli.synth import render_clip
+from avlink_cli.training.run import contact_frames
 
 
 def main() -> None:
@@ -63,9 +64,7 @@ def main() -> None:
         clips = [render_clip(p, seed=i, split=split) for i in range(n)]
         frames = np.stack([c.frames for c in clips])
         flashed = frames.copy()
-        for i, c in enumerate(clips):
-            for e in c.sidecar["events"]:
-                flashed[i, min(round(e["time"] * p.video.fps), p.n_frames - 1)] = 255
+        flashed[contact_frames([c.sidecar["events"] for c in clips], p)] = 255
         wav = torch.from_numpy(np.stack([c.audio for c in clips]))
         audio = wav_to_tokens(wav, p.audio)[:, : p.n_audio_tokens]
         real, flash = (video_to_tokens(torch.from_numpy(f), p.video) for f in (frames, flashed))

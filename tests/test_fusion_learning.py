@@ -124,12 +124,8 @@ def test_contact_hint_fades_out_and_touches_only_known_contacts():
 def test_contact_frames_from_cache_events():
     from avlink_cli.training.run import contact_frames
 
-    class Cache(list):  # a ClipCache as contact_frames reads it: len() and .events
-        events = property(lambda self: list(self))
-
     fps = TINY.video.fps
-    cache = Cache([[{"time": 2 / fps + 0.01}, {"time": 99.0}], []])
-    marks = contact_frames(cache, TINY)
+    marks = contact_frames([[{"time": 2 / fps + 0.01}, {"time": 99.0}], []], TINY)
     assert marks.shape == (2, TINY.n_frames)
     assert marks[0].nonzero()[0].tolist() == [2, TINY.n_frames - 1]  # nearest frame, clamped
     assert not marks[1].any()

@@ -132,10 +132,10 @@ def _add_mels(root: Path, preset: Preset) -> None:
     (root / "mel.tmp.npy").replace(root / "mel.npy")
 
 
-def contact_frames(cache: D.ClipCache, preset: Preset) -> np.ndarray:
+def contact_frames(events_per_clip: list[list[dict]], preset: Preset) -> np.ndarray:
     """(N, T) bool: the frame nearest each known contact of each clip (none for real videos)."""
-    out = np.zeros((len(cache), preset.n_frames), dtype=bool)
-    for i, events in enumerate(cache.events):
+    out = np.zeros((len(events_per_clip), preset.n_frames), dtype=bool)
+    for i, events in enumerate(events_per_clip):
         for e in events:
             out[i, min(max(round(e["time"] * preset.video.fps), 0), preset.n_frames - 1)] = True
     return out
@@ -158,7 +158,11 @@ class Batches:
     ):
         mel = np.load(cache.root / "mel.npy", mmap_mode="r")
         ids, mask = tokenize(cache.captions, preset.text.max_tokens)
-        arrays = {"frames": cache.frames, "mel": mel, "contacts": contact_frames(cache, preset)}
+        arrays = {
+            "frames": cache.frames,
+            "mel": mel,
+            "contacts": contact_frames(cache.events, preset),
+        }
         arrays |= {"wav": cache.wav} if need_wav else {}
         self.host = arrays if preload is None else {}
         self.device = (
