@@ -59,7 +59,8 @@ class ConditionCache:
     x_t (B, N_c, token_dim): conditioning tokens at t_cond (clean with external features);
     t_cond (B,); ctx: the prompt the conditioning backbone attends to; c (B, C_c): its time
     embedding; states: conditioning stream entering Fusion Block 0 (and every later block when it
-    cannot depend on the generated side), or None to recompute everything at each call.
+    cannot depend on the generated side), or None to recompute everything at each call; motion:
+    for V2A with FusionConfig.motion, each Fusion Block's motion term of the video.
     """
 
     direction: str
@@ -68,6 +69,7 @@ class ConditionCache:
     ctx: TextContext
     c: Tensor | None = None
     states: tuple[Tensor, ...] | None = None
+    motion: tuple[Tensor, ...] | None = None  # V2A: the video's Fusion.motion_terms
 
     @property
     def batch(self) -> int:
@@ -219,7 +221,8 @@ class AVLink(nn.Module):
             pe = cdit.rope(device=device)
             for k in range(1, len(self.plan)):
                 states.append(self._cond_advance(cache, states[-1], c, pe, k))
-        return ConditionCache(direction, x_t, t_c, ctx, c, tuple(states))
+        motion = self.fusion.motion_terms(x_t) if cnd == "video" else None
+        return ConditionCache(direction, x_t, t_c, ctx, c, tuple(states), motion)
 
     def _cond_start(self, cache: ConditionCache) -> tuple[Tensor, Tensor]:
         """Conditioning time embedding c (B, C_c) and the stream entering Fusion Block 0."""
@@ -302,8 +305,11 @@ class AVLink(nn.Module):
                 torch.cat([t, t]),
                 TextContext.cat([ctx, uncond_ctx.expand(batch)]),
             )
-        # motion features of the video tokens (FusionConfig.motion), for the Fusion rows only
-        motion_v = self.fusion.motion_features(cache.x_t if gen == "audio" else x[:batch])
+        # motion terms of the video tokens (FusionConfig.motion), for the Fusion rows only
+        if gen == "audio":
+            motion = cache.motion or self.fusion.motion_terms(cache.x_t)
+        else:
+            motion = self.fusion.motion_terms(x[:batch])
         h, c = gdit.embed(x.to(gdit.embed.proj.weight.dtype), t)  # (B', N_gen, C_gen), (B', C_gen)
         pe_gen = gdit.rope(device=device)
         done = 0  # generated-side blocks run so far
@@ -324,6 +330,7 @@ class AVLink(nn.Module):
             # the last block's conditioning output is never read, so it is not computed
             reinject = self.ablation.reinject_cond and k < len(self.fusion.blocks) - 1
             h_gen, c_gen = h[:batch], c[:batch]
+            motion_v = None if motion is None else motion[k]
             if gen == "audio":
                 h_gen, h_cnd = block(
                     h_gen, h_cnd, c_gen, c_cnd, pe_fusion, update_v=reinject, motion_v=motion_v

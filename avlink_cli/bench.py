@@ -110,7 +110,7 @@ def step_flops(model: AVLink, direction: str, batch: int, *, cfg: bool = True) -
         fusion += 4 * total_n * total_n * f.width
         fusion += _fusion_stream(cfgs[gen].width, n[gen], f.width, hidden, leave=True)
         fusion += _fusion_stream(cfgs[cnd].width, n[cnd], f.width, hidden, leave=reinject)
-        if f.motion:  # the video half's MLP of the motion features (2 * token_dim -> D -> D)
+        if f.motion and gen == "video":  # the motion MLP (2 * token_dim -> D -> D); V2A caches it
             fusion += 2 * n["video"] * (2 * dims["video"] + f.width) * f.width
     fusion *= batch
     parts = {"generated_dit": generated, "conditioning_dit": conditioning, "fusion": fusion}

@@ -118,14 +118,14 @@ class FusionStream(nn.Module):
     def enter(
         self, x: Tensor, mods: tuple[Tensor, ...], motion: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Steps 1-2: x (B, N, C) [, motion (B, N, motion_dim)] -> h (B, N, D) and its q, k, v
-        (B, H, N, D / H)."""
+        """Steps 1-2: x (B, N, C) [, this block's motion term (B, N, D) from
+        `Fusion.motion_terms`] -> h (B, N, D) and its q, k, v (B, H, N, D / H)."""
         shift1, scale1 = mods[0], mods[1]
         h = self.proj_in(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
         if self.motion is not None:
             if motion is None:
                 raise ValueError("this Fusion Block reads motion features: pass motion_v")
-            h = h + self.motion(motion.to(h.dtype))
+            h = h + motion
         return (h, *self.attn.heads_of(h))
 
     def leave(self, x: Tensor, h: Tensor, o: Tensor, mods: tuple[Tensor, ...]) -> Tensor:
@@ -163,8 +163,8 @@ class FusionBlock(nn.Module):
         pe (N_a + N_v, D / H / 2, 2) from `rope` over [audio ; video] positions -> (x_a, x_v).
 
         update_a / update_v False leaves that stream as it came in (no reinjection); its half of
-        steps 5-9 is skipped. motion_v (B, N_v, motion_dim): `Fusion.motion_features`, when the
-        blocks read them (FusionConfig.motion).
+        steps 5-9 is skipped. motion_v (B, N_v, D): this block's term of `Fusion.motion_terms`,
+        when the blocks read motion (FusionConfig.motion).
         """
         n_a = x_a.shape[1]
         mods_a, mods_v = self.audio.modulations(c_a), self.video.modulations(c_v)
@@ -228,6 +228,15 @@ class Fusion(nn.Module):
         if not self.cfg.motion:
             return None
         return frame_differences(video_tokens, self.video_per_frame)
+
+    def motion_terms(self, video_tokens: Tensor) -> tuple[Tensor, ...] | None:
+        """Each block's motion MLP of `motion_features` (B, N_v, D), or None without motion.
+        They depend on the video tokens alone, so V2A computes them once per clip."""
+        feats = self.motion_features(video_tokens)
+        if feats is None:
+            return None
+        feats = feats.to(self.blocks[0].video.proj_in.weight.dtype)
+        return tuple(block.video.motion(feats) for block in self.blocks)
 
     def rope(self, pos: Tensor) -> Tensor:
         """Positions (N_a + N_v,) -> RoPE table (N_a + N_v, D / H / 2, 2)."""

@@ -143,16 +143,18 @@ def test_motion_path_reads_change_between_frames_only() -> None:
     fusion = Fusion(cfg, audio_dim=32, video_dim=32, video_token_dim=12, video_per_frame=2)
     xa, xv = torch.randn(1, 5, 32), torch.randn(1, 6, 32)  # 3 video frames of 2 tokens
     ca, cv, pe = torch.randn(1, 32), torch.randn(1, 32), fusion.rope(torch.arange(11.0))
-    moving = fusion.motion_features(torch.randn(1, 6, 12))
-    still = fusion.motion_features(torch.randn(1, 2, 12).repeat(1, 3, 1))  # one frame 3 times
+    moving_tokens = torch.randn(1, 6, 12)
+    still_tokens = torch.randn(1, 2, 12).repeat(1, 3, 1)  # one frame 3 times
+    moving, still = fusion.motion_features(moving_tokens), fusion.motion_features(still_tokens)
     assert moving.shape == (1, 6, 24) and still.abs().max() == 0
     block = fusion.blocks[0]
-    ya, yv = block(xa, xv, ca, cv, pe, motion_v=moving)
+    ya, yv = block(xa, xv, ca, cv, pe, motion_v=fusion.motion_terms(moving_tokens)[0])
     assert torch.equal(ya, xa) and torch.equal(yv, xv)  # fresh: the identity, motion path or not
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in block.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.3)
+    moving, still = (fusion.motion_terms(x)[0] for x in (moving_tokens, still_tokens))
 
     def run(motion: torch.Tensor | None) -> torch.Tensor:
         saved = block.video.motion
