@@ -5,7 +5,9 @@
 - `GeneratorStage`: one DiT (audio or video) as a text-conditioned flow-matching generator; the
   prompt is dropped (replaced by the empty prompt) with probability `p_uncond`.
 - `FusionStage`: the AV-Link loss with both backbones frozen; every batch trains the directions
-  it is given (V2A and A2V on the same clips), conditioning side at the fixed t_cond. The
+  it is given (V2A and A2V on the same clips), conditioning side at the fixed t_cond. With the
+  motion path, an optional auxiliary loss (`ContactHead`) asks each block's motion term to
+  mark the frames of AVSynth's known contacts. The
   generated side's t is shifted towards noise (t_shift 4: median t 0.2 instead of 0.5): the other
   modality only tells the generator something it cannot read off its own noisy input when that
   input is mostly noise, so at shift 1 most steps carry no cross-modal signal and the Fusion
@@ -113,6 +115,44 @@ class GeneratorStage(nn.Module):
         return flow.loss(v, x0, x1)
 
 
+def frame_group_labels(contacts: Tensor, frames_per_group: int) -> Tensor:
+    """(B, T) bool contact frames -> (B, T / frames_per_group) float: 1 where a group holds one."""
+    b, t = contacts.shape
+    return contacts.reshape(b, t // frames_per_group, frames_per_group).any(-1).float()
+
+
+class ContactHead(nn.Module):
+    """Training-only read-out of the motion path (FusionConfig.motion): for each Fusion Block, a
+    linear map of its motion term (B, N_v, D) to one logit a token, pooled over a frame group's
+    tokens by logsumexp (a contact happens somewhere in the frame) -> (blocks, B, groups).
+
+    Trained against the known contact frames, it makes every block's motion term carry "a
+    contact happens here" in a direction the attention can read, rather than leaving the
+    flow-matching loss alone to find it (README: the cue tests). It lives in FusionStage, not in
+    the model, so it is never saved with the Fusion Blocks and costs nothing at inference.
+    """
+
+    def __init__(self, blocks: int, width: int, tokens_per_group: int) -> None:
+        super().__init__()
+        self.per_group = tokens_per_group
+        self.heads = nn.ModuleList(nn.Linear(width, 1) for _ in range(blocks))
+
+    def forward(self, motion: tuple[Tensor, ...]) -> Tensor:
+        out = []
+        for head, m in zip(self.heads, motion, strict=True):
+            logit = head(m.float()).squeeze(-1)  # (B, N_v)
+            out.append(logit.unflatten(1, (-1, self.per_group)).logsumexp(-1))  # (B, G)
+        return torch.stack(out)
+
+    def loss(self, motion: tuple[Tensor, ...], labels: Tensor, *, pos_weight: float) -> Tensor:
+        """Mean binary cross-entropy of every block's logits against labels (B, G) in {0, 1}."""
+        logits = self(motion)
+        weight = torch.tensor(pos_weight, device=logits.device)
+        return nn.functional.binary_cross_entropy_with_logits(
+            logits, labels.expand_as(logits), pos_weight=weight
+        )
+
+
 class FusionStage(nn.Module):
     """Trains the Fusion Blocks (and external encoders with that ablation); backbones frozen."""
 
@@ -124,10 +164,36 @@ class FusionStage(nn.Module):
         p_uncond: float = 0.5,
         t_shift: float = 4.0,
         hint_steps: int = 0,
+        contact_weight: float = 0.0,
+        contact_pos_weight: float = 10.0,
     ):
+        """contact_weight > 0 adds `ContactHead`'s loss on the V2A conditioning video, times that
+        weight, for clips with known contacts (needs FusionConfig.motion)."""
         super().__init__()
         self.model, self.directions = model, directions
         self.p_uncond, self.t_shift, self.hint_steps = p_uncond, t_shift, hint_steps
+        self.contact_weight, self.contact_pos_weight = contact_weight, contact_pos_weight
+        self.contact_head = None
+        if contact_weight > 0:
+            preset = model.preset
+            if not preset.fusion.motion:
+                raise ValueError("the contact loss reads the motion path: FusionConfig.motion")
+            self.contact_head = ContactHead(
+                preset.fusion.blocks, preset.fusion.width, preset.video.tokens_per_frame_group
+            )
+
+    def contact_loss(self, batch: dict[str, Tensor], motion: tuple[Tensor, ...]) -> Tensor | None:
+        """ContactHead's loss over the clips of the batch that have known contacts."""
+        if self.contact_head is None or "contacts" not in batch:
+            return None
+        contacts = batch["contacts"].to(motion[0].device)
+        known = contacts.any(1)  # real videos have no known contacts: no label at all
+        if not bool(known.any()):
+            return None
+        labels = frame_group_labels(contacts[known], self.model.preset.video.patch[0])
+        return self.contact_head.loss(
+            tuple(m[known] for m in motion), labels, pos_weight=self.contact_pos_weight
+        )
 
     def hint(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
         """The contact hint: over the first `hint_steps` training steps, V2A's conditioning frames
@@ -148,7 +214,7 @@ class FusionStage(nn.Module):
         ids, mask = drop_prompts(batch["ids"], batch["mask"], self.p_uncond, rand)
         with torch.no_grad():
             ctx: TextContext = model.text(ids, mask)
-        losses = []
+        losses, aux = [], None
         for direction in self.directions:
             gen, cnd = sides(direction)
             x1 = clean_tokens(model.preset, batch, gen)
@@ -164,4 +230,17 @@ class FusionStage(nn.Module):
             cache = model.prepare_condition(direction, cond, ctx, t_cond=t_cond, noise=cond_noise)
             v = model.velocity(direction, flow.interpolate(x0, x1, t), t, cache, ctx)
             losses.append(flow.loss(v, x0, x1))
-        return torch.stack(losses).mean()
+            if direction == "v2a" and self.contact_head is not None and self.training:
+                # on the real frames' motion: the hint's white frames would make it trivial
+                if hinted is batch and cache.motion is not None:
+                    motion = cache.motion
+                else:
+                    real = clean_tokens(model.preset, batch, cnd)
+                    motion = model.fusion.motion_terms(
+                        flow.interpolate(cond_noise, real, cache.t_cond)
+                    )
+                aux = self.contact_loss(batch, motion)
+        loss = torch.stack(losses).mean()
+        if aux is not None:
+            loss = loss + self.contact_weight * aux
+        return loss
