@@ -232,6 +232,16 @@ def train(
             "timing is in the video. 0 turns it off; real videos have no known contacts.",
         ),
     ] = 0.6,
+    contact_loss: Annotated[
+        float | None,
+        typer.Option(
+            "--contact-loss",
+            min=0.0,
+            help="Fusion stage: weight of an auxiliary loss that asks the motion path to mark "
+            "the frames of known contacts (AVSynth's), on the real frames. Default: 0.1 "
+            "where the preset has the motion path, else 0 (training/run.py).",
+        ),
+    ] = None,
     cache: Annotated[
         Path, typer.Option("--cache", help="Where decoded training arrays are cached.")
     ] = Path(".avlink-cache"),
@@ -275,6 +285,7 @@ def train(
             lr=lr,
             ablation=switches,
             contact_hint=contact_hint,
+            contact_loss=contact_loss,
             cache=cache,
             workers=workers,
             device=_resolve_device(device),

@@ -197,6 +197,7 @@ def test_contact_loss_teaches_the_motion_path_where_contacts_are():
     assert isinstance(stage.contact_head, ContactHead)
     stage.eval()  # validation: the flow loss alone, as without the head
     plain = FusionStage(model, ("v2a",)).eval()
+
     def rand() -> Rand:
         return Rand(0, 0, rank=0, local=32, device=torch.device("cpu"))
 

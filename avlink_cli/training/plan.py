@@ -48,6 +48,7 @@ def run_training(
     seed: int,
     time_limit: float | None = None,
     contact_hint: float = 0.0,
+    contact_loss: float | None = None,
     quiet: bool = False,
     console=None,
 ) -> list[dict]:
@@ -114,6 +115,7 @@ def run_training(
                 device=device,
                 ablation=Ablation(**ablation),
                 contact_hint=contact_hint,
+                contact_loss=contact_loss,
                 workers=workers,
                 on_step=on_step,
                 progress=data_progress,

@@ -197,6 +197,15 @@ def open_model(
     return model, vocoder
 
 
+DEFAULT_CONTACT_LOSS = 0.1  # weight of FusionStage's contact loss where the motion path is on
+
+
+def default_contact_loss(preset: Preset) -> float:
+    """The Fusion stage's contact-loss weight when none is given: on with the motion path (the
+    loss reads it), off without (the paper's design has nothing for it to train)."""
+    return DEFAULT_CONTACT_LOSS if preset.fusion.motion else 0.0
+
+
 def train_stage(
     stage: str,
     *,
@@ -208,6 +217,7 @@ def train_stage(
     device: torch.device,
     ablation: Ablation = Ablation(),
     contact_hint: float = 0.0,
+    contact_loss: float | None = None,
     workers: int = 2,
     on_step: Callable[[StepReport], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -236,7 +246,13 @@ def train_stage(
     else:
         model.set_trainable("fusion", "external")
         module, components = (
-            FusionStage(model, hint_steps=round(contact_hint * loop.steps)),
+            FusionStage(
+                model,
+                hint_steps=round(contact_hint * loop.steps),
+                contact_weight=default_contact_loss(preset)
+                if contact_loss is None
+                else contact_loss,
+            ),
             ["fusion"] + (["external"] if model.external is not None else []),
         )
     preload = device if device.type == "cuda" else None
