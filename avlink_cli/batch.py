@@ -76,7 +76,7 @@ class GenOptions:
     samples: int = 1
     sampler: str = "euler"
     mix_original: float | None = None  # dub only: gain of the input's own soundtrack
-    batch_size: int = 8  # clips sampled together on the device
+    batch_size: int = 16  # clips sampled together on the device
     overlap: float = 1.0  # seconds shared by consecutive windows of a long input
 
 

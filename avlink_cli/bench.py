@@ -297,13 +297,16 @@ def _synthetic(preset: Preset, batch: int, seed: int = 0) -> tuple[torch.Tensor,
     return frames, wav.clamp(-1, 1)
 
 
+TASKS = (("dub", "v2a"), ("animate", "a2v"))  # bench_model's tasks and their directions
+
+
 def bench_model(
     engine: Engine, *, batch_size: int = 4, steps: int | None = None, cfg: float | None = None
 ) -> dict[str, Any]:
     """End-to-end seconds per clip of dub and animate (one window each), batch 1 and batch B."""
     p = engine.preset
     rows = []
-    for task in ("dub", "animate"):
+    for task, _ in TASKS:
         for batch in sorted({1, batch_size}):
             frames, wav = _synthetic(p, batch)
             fn = engine.dub if task == "dub" else engine.animate
@@ -328,8 +331,8 @@ def bench_model(
         "preset": p.name,
         "device": str(engine.device),
         "dtype": dtype_name(engine.dtype),
-        "steps": engine.default_steps if steps is None else steps,
-        "cfg": engine.default_cfg if cfg is None else cfg,
+        "steps": {t: engine.default_steps(d) if steps is None else steps for t, d in TASKS},
+        "cfg": {t: engine.default_cfg(d) if cfg is None else cfg for t, d in TASKS},
         "clip_seconds": p.duration,
         "vocoder": type(engine.vocoder).__name__,
         "results": rows,

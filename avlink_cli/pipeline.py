@@ -149,7 +149,8 @@ class Engine:
     """A model ready to sample: AV-Link on a device in a compute dtype, plus its vocoder.
 
     Sampling defaults (steps, CFG scale, time shift) come from the model folder's `meta`
-    ("steps", "cfg", "shift") when it has them.
+    ("steps", "cfg", "shift") when it has them; "steps" and "cfg" may be given per direction,
+    as {"v2a": ..., "a2v": ...}.
     """
 
     def __init__(
@@ -212,13 +213,16 @@ class Engine:
         )
 
     # --- defaults ------------------------------------------------------------------------------
-    @property
-    def default_steps(self) -> int:
-        return int(self.meta.get("steps", DEFAULT_STEPS))
+    def default_steps(self, direction: str) -> int:
+        return int(self._default("steps", direction, DEFAULT_STEPS))
 
-    @property
-    def default_cfg(self) -> float:
-        return float(self.meta.get("cfg", DEFAULT_CFG))
+    def default_cfg(self, direction: str) -> float:
+        return float(self._default("cfg", direction, DEFAULT_CFG))
+
+    def _default(self, key: str, direction: str, fallback: float) -> float:
+        """meta[key]: one value for both directions, or {"v2a": ..., "a2v": ...}."""
+        value = self.meta.get(key, fallback)
+        return value.get(direction, fallback) if isinstance(value, dict) else value
 
     @property
     def shift(self) -> float:
@@ -283,8 +287,8 @@ class Engine:
         flow.interpolate(x0, known, t) after every step gives, for Euler and Heun alike); they
         equal `known` in the result.
         """
-        steps = self.default_steps if steps is None else steps
-        cfg = self.default_cfg if cfg is None else cfg
+        steps = self.default_steps(direction) if steps is None else steps
+        cfg = self.default_cfg(direction) if cfg is None else cfg
         model, dev = self.model, self.device
         x0, cond = x0.to(dev, torch.float32), cond.to(dev, torch.float32)
         ctx = model.encode_text(list(prompts))

@@ -48,10 +48,20 @@ def assert_same_clip(a: torch.Tensor, b: torch.Tensor) -> None:
 
 
 def test_loads_with_meta_defaults(engine):
-    assert engine.default_steps == 3 and engine.default_cfg == 2.0  # from the folder's meta
+    assert engine.default_steps("v2a") == 3 and engine.default_cfg("a2v") == 2.0  # folder's meta
     assert engine.dtype == torch.float32 and engine.device.type == "cpu"
     assert isinstance(engine.vocoder, GriffinLim)  # the folder has no neural vocoder
     assert engine.preset == TINY
+
+
+def test_meta_defaults_per_direction(tmp_path):
+    meta = {"steps": {"v2a": 4, "a2v": 6}, "cfg": {"v2a": 5.0}}
+    e = Engine.from_folder(str(make_model_folder(tmp_path / "m", meta=meta)), device="cpu")
+    assert (e.default_steps("v2a"), e.default_steps("a2v")) == (4, 6)
+    assert (e.default_cfg("v2a"), e.default_cfg("a2v")) == (5.0, pipeline.DEFAULT_CFG)
+    calls = []
+    e.dub(frames(1, TINY.n_frames), seed=0, callback=lambda done, total: calls.append(total))
+    assert calls[-1] == 4
 
 
 def test_missing_model_is_a_hub_error():
