@@ -91,6 +91,7 @@ SamplerOpt = Annotated[Sampler, typer.Option("--sampler", help="ODE solver.")]
 BatchSizeOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, help="Clips sampled together on the device.")
 ]
+GEN_BATCH = 16  # dub/animate's default --batch-size (as batch.GenOptions')
 ManifestOpt = Annotated[
     str | None,
     typer.Option(
@@ -246,7 +247,7 @@ def dub(
         ),
     ] = None,
     overwrite: OverwriteOpt = False,
-    batch_size: BatchSizeOpt = 16,
+    batch_size: BatchSizeOpt = GEN_BATCH,
     manifest: ManifestOpt = None,
     overlap: OverlapOpt = 1.0,
     model: ModelOpt = "avsynth-s",
@@ -312,7 +313,7 @@ def animate(
     samples: SamplesOpt = 1,
     sampler: SamplerOpt = Sampler.euler,
     overwrite: OverwriteOpt = False,
-    batch_size: BatchSizeOpt = 16,
+    batch_size: BatchSizeOpt = GEN_BATCH,
     manifest: ManifestOpt = None,
     overlap: OverlapOpt = 1.0,
     model: ModelOpt = "avsynth-s",
