@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from avlink_cli.training.loop import LoopConfig, init_distributed, rank, train
+from avlink_cli.training.loop import LoopConfig, finish_distributed, init_distributed, rank, train
 
 N, DIM = 256, 8
 
@@ -64,6 +64,7 @@ def main() -> None:
         tensors |= {f"param.{k}": p.detach().clone() for k, p in module.named_parameters()}
         tensors["losses"] = torch.tensor(losses)
         save_file(tensors, out)
+    finish_distributed()
 
 
 if __name__ == "__main__":

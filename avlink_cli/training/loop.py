@@ -98,6 +98,14 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def finish_distributed() -> None:
+    """Leave the torchrun group: wait for every rank, then tear the group down. A rank that
+    exits with the group still up can be aborted by gloo while its peer is closing."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def batch_indices(seed: int, step: int, n_items: int, batch: int) -> torch.Tensor:
     """Global batch of dataset indices for a step: shuffled epochs, deterministic in (seed, step)."""
     per_epoch = max(1, n_items // batch)

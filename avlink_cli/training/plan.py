@@ -14,7 +14,7 @@ import torch
 
 from avlink_cli.avlink import Ablation
 from avlink_cli.presets import get_preset
-from avlink_cli.training.loop import LoopConfig, StepReport, rank
+from avlink_cli.training.loop import LoopConfig, StepReport, finish_distributed, rank
 from avlink_cli.training.run import STAGES, DataSpec, train_stage
 
 # (steps, global batch, peak lr) per preset and stage
@@ -121,4 +121,5 @@ def run_training(
                 progress=data_progress,
             )
             summaries.append(summary)
+    finish_distributed()
     return summaries

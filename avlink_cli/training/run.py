@@ -299,6 +299,8 @@ def train_stage(
             components=components,
             meta=meta,
         )
+    if world_size() > 1:  # the next stage's ranks load what rank 0 has just written
+        dist.barrier()
     return summary
 
 
