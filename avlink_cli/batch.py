@@ -44,6 +44,7 @@ from avlink_cli.outputs import (  # re-exported: the runner's vocabulary
     plan_outputs,
     write,
 )
+from avlink_cli.presets import GEN_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class GenOptions:
     samples: int = 1
     sampler: str = "euler"
     mix_original: float | None = None  # dub only: gain of the input's own soundtrack
-    batch_size: int = 16  # clips sampled together on the device
+    batch_size: int = GEN_BATCH  # clips sampled together on the device
     overlap: float = 1.0  # seconds shared by consecutive windows of a long input
 
 

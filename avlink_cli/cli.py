@@ -21,6 +21,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from avlink_cli.presets import GEN_BATCH
+
 app = typer.Typer(
     name="avlink",
     help="Synchronized sound for silent video, and video for sound (AV-Link).",
@@ -91,7 +93,6 @@ SamplerOpt = Annotated[Sampler, typer.Option("--sampler", help="ODE solver.")]
 BatchSizeOpt = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, help="Clips sampled together on the device.")
 ]
-GEN_BATCH = 16  # dub/animate's default --batch-size (as batch.GenOptions')
 ManifestOpt = Annotated[
     str | None,
     typer.Option(

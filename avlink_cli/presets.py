@@ -270,6 +270,7 @@ PAPER = register(
 )
 
 DEFAULT_PRESET = AVSYNTH_S.name
+GEN_BATCH = 16  # clips dub/animate sample together on the device by default
 
 
 def get_preset(name: str) -> Preset:
