@@ -242,6 +242,16 @@ def train(
             "where the preset has the motion path, else 0 (training/run.py).",
         ),
     ] = None,
+    onset_weight: Annotated[
+        float,
+        typer.Option(
+            "--onset-weight",
+            min=0.0,
+            help="Fusion stage: V2A's loss weighs each audio token by 1 + this x its onset "
+            "strength (spectral flux) over the clip's mean, so the tokens where sounds start, "
+            "the ones the video can time, count more. 0 (default) is the plain loss.",
+        ),
+    ] = 0.0,
     cache: Annotated[
         Path, typer.Option("--cache", help="Where decoded training arrays are cached.")
     ] = Path(".avlink-cache"),
@@ -286,6 +296,7 @@ def train(
             ablation=switches,
             contact_hint=contact_hint,
             contact_loss=contact_loss,
+            onset_weight=onset_weight,
             cache=cache,
             workers=workers,
             device=_resolve_device(device),

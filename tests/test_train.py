@@ -172,3 +172,42 @@ def test_from_nothing_to_a_folder_that_dub_and_animate_load(tmp_path, cache_dir)
     for name in ("dub.mp4", "anim.mp4"):
         info = media.probe(tmp_path / name)
         assert info.has_video and info.has_audio and abs(info.duration - 2.0) < 0.1
+
+
+def test_onset_weights_stress_the_tokens_where_a_sound_starts():
+    from avlink_cli import flow
+    from avlink_cli.codecs import log_mel
+    from avlink_cli.presets import get_preset
+    from avlink_cli.synth import render_clip
+    from avlink_cli.training.stages import onset_weights, weighted_flow_loss
+
+    p = get_preset("tiny")
+    hits = sounding = 0
+    for seed in range(12):
+        clip = render_clip(p, seed=seed, split="val")
+        events = [e["time"] for e in clip.sidecar["events"]]
+        if not events:
+            continue
+        mel = log_mel(torch.from_numpy(clip.audio)[None], p.audio)
+        mel = mel[..., : p.n_audio_tokens * p.audio.frames_per_token]
+        w = onset_weights(mel, p.audio.frames_per_token, 3.0)[0]  # (N_a,)
+        assert w.shape == (p.n_audio_tokens,) and bool((w >= 1).all())
+        assert w.mean().item() == pytest.approx(1 + 3.0, rel=1e-4)  # 1 + alpha on average
+        # the tokens of largest weight (a plateau of 3) hold one within a token of a sound's start
+        per_token = p.duration / p.n_audio_tokens
+        assert w.max() > 2.5 * w.median(), w  # peaked, not flat
+        top = torch.nonzero(w >= w.max() - 1e-4).flatten().tolist()
+        hits += min(abs(k * per_token - t) for k in top for t in events) <= 1.01 * per_token
+        sounding += 1
+    assert sounding >= 8 and hits >= sounding - 1, (hits, sounding)
+    # equal weights give the plain loss; weights move it towards the stressed tokens' error
+    g = torch.Generator().manual_seed(0)
+    v, x0, x1 = (torch.randn(2, 10, 4, generator=g) for _ in range(3))
+    assert weighted_flow_loss(v, x0, x1, torch.full((2, 10), 3.0)).item() == pytest.approx(
+        flow.loss(v, x0, x1).item(), rel=1e-5
+    )
+    x1b = x1.clone()
+    x1b[:, 0] += 10  # a large error on token 0 only
+    w = torch.ones(2, 10)
+    w[:, 0] = 5
+    assert weighted_flow_loss(v, x0, x1b, w) > flow.loss(v, x0, x1b)

@@ -49,6 +49,7 @@ def run_training(
     time_limit: float | None = None,
     contact_hint: float = 0.0,
     contact_loss: float | None = None,
+    onset_weight: float = 0.0,
     quiet: bool = False,
     console=None,
 ) -> list[dict]:
@@ -116,6 +117,7 @@ def run_training(
                 ablation=Ablation(**ablation),
                 contact_hint=contact_hint,
                 contact_loss=contact_loss,
+                onset_weight=onset_weight,
                 workers=workers,
                 on_step=on_step,
                 progress=data_progress,

@@ -218,6 +218,7 @@ def train_stage(
     ablation: Ablation = Ablation(),
     contact_hint: float = 0.0,
     contact_loss: float | None = None,
+    onset_weight: float = 0.0,
     workers: int = 2,
     on_step: Callable[[StepReport], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -252,6 +253,7 @@ def train_stage(
                 contact_weight=default_contact_loss(preset)
                 if contact_loss is None
                 else contact_loss,
+                onset_weight=onset_weight,
             ),
             ["fusion"] + (["external"] if model.external is not None else []),
         )

@@ -153,6 +153,31 @@ class ContactHead(nn.Module):
         )
 
 
+def onset_weights(mel: Tensor, frames_per_token: int, alpha: float) -> Tensor:
+    """Per audio token loss weights (B, N_a) that stress where sound starts: 1 + alpha * onset
+    strength / its clip mean. Onset strength of a mel frame is its spectral flux, the mean over
+    bins of the rise of log-mel from the previous frame (rises only); a token takes the largest
+    of its frames and of its two neighbours' (an onset's rise spreads over the mel window).
+
+    Why: most of V2A's flow-matching loss is the noise floor and the decay of sounds, which the
+    video cannot predict; what it can predict, when a sound starts, is a few tokens a clip. Those
+    tokens are where the Fusion's video reading pays off, so they weigh more (README: onset
+    weighting)."""
+    rise = (mel[:, :, 1:] - mel[:, :, :-1]).clamp(min=0).mean(1)  # (B, F - 1)
+    flux = torch.cat([torch.zeros_like(rise[:, :1]), rise], 1)  # (B, F), frame 0 has none
+    b, f = flux.shape
+    tok = flux.reshape(b, f // frames_per_token, frames_per_token).amax(-1)  # (B, N_a)
+    tok = nn.functional.max_pool1d(tok[:, None], 3, stride=1, padding=1)[:, 0]
+    return 1 + alpha * tok / tok.mean(1, keepdim=True).clamp(min=1e-6)
+
+
+def weighted_flow_loss(v: Tensor, x0: Tensor, x1: Tensor, weight: Tensor) -> Tensor:
+    """flow.loss with per-token weights (B, N), normalised by their sum (so a weight that is
+    the same for every token gives flow.loss)."""
+    err = (v.float() - flow.target_velocity(x0, x1).float()).square().mean(-1)  # (B, N)
+    return (err * weight).sum() / weight.sum()
+
+
 class FusionStage(nn.Module):
     """Trains the Fusion Blocks (and external encoders with that ablation); backbones frozen."""
 
@@ -166,13 +191,16 @@ class FusionStage(nn.Module):
         hint_steps: int = 0,
         contact_weight: float = 0.0,
         contact_pos_weight: float = 10.0,
+        onset_weight: float = 0.0,
     ):
         """contact_weight > 0 adds `ContactHead`'s loss on the V2A conditioning video, times that
-        weight, for clips with known contacts (needs FusionConfig.motion)."""
+        weight, for clips with known contacts (needs FusionConfig.motion). onset_weight > 0
+        weighs V2A's loss per audio token by `onset_weights` with that alpha."""
         super().__init__()
         self.model, self.directions = model, directions
         self.p_uncond, self.t_shift, self.hint_steps = p_uncond, t_shift, hint_steps
         self.contact_weight, self.contact_pos_weight = contact_weight, contact_pos_weight
+        self.onset_weight = onset_weight
         self.contact_head = None
         if contact_weight > 0:
             preset = model.preset
@@ -229,7 +257,12 @@ class FusionStage(nn.Module):
             )
             cache = model.prepare_condition(direction, cond, ctx, t_cond=t_cond, noise=cond_noise)
             v = model.velocity(direction, flow.interpolate(x0, x1, t), t, cache, ctx)
-            losses.append(flow.loss(v, x0, x1))
+            if direction == "v2a" and self.onset_weight > 0 and self.training:
+                fpt = model.preset.audio.frames_per_token
+                w = onset_weights(batch["mel"].float().to(x1.device), fpt, self.onset_weight)
+                losses.append(weighted_flow_loss(v, x0, x1, w))
+            else:
+                losses.append(flow.loss(v, x0, x1))
             if direction == "v2a" and self.contact_head is not None and self.training:
                 # on the real frames' motion: the hint's white frames would make it trivial
                 if hinted is batch and cache.motion is not None:
