@@ -15,6 +15,7 @@ Exit codes: 0 all inputs succeeded, 1 some input (or the model) failed, 2 usage 
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, NoReturn
@@ -473,8 +474,21 @@ def bench(
 
 
 def main() -> None:
-    """Console-script entry point (``avlink``) and ``python -m avlink_cli``."""
-    app(prog_name="avlink")
+    """Console-script entry point (``avlink``) and ``python -m avlink_cli``.
+
+    Under torchrun each worker ends through `exit_worker` (gloo can abort a worker during the
+    interpreter's teardown after all its work is done; see there)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        app(prog_name="avlink")
+        return
+    try:
+        app(prog_name="avlink")
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    from avlink_cli.training.loop import exit_worker
+
+    exit_worker(code)
 
 
 # The other commands (models, download, synth, train, eval) register themselves on `app`.

@@ -14,7 +14,15 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from avlink_cli.training.loop import LoopConfig, finish_distributed, init_distributed, rank, train
+from avlink_cli.training.loop import (
+    LoopConfig,
+    exit_worker,
+    finish_distributed,
+    init_distributed,
+    rank,
+    train,
+    under_torchrun,
+)
 
 N, DIM = 256, 8
 
@@ -69,3 +77,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if under_torchrun():
+        exit_worker(0)
