@@ -107,13 +107,7 @@ class AVLink(nn.Module):
             context_dim=text_dim,
         )
         self.text = TextEncoder(preset.text)
-        self.fusion = Fusion(
-            preset.fusion,
-            audio_dim=preset.audio_dit.width,
-            video_dim=preset.video_dit.width,
-            video_token_dim=preset.video.token_dim,
-            video_per_frame=preset.video.tokens_per_frame_group,
-        )
+        self.fusion = Fusion.for_preset(preset)
         self.external = ExternalEncoders(preset) if self.ablation.external_features else None
         # plan[k] = {"audio": block index, "video": block index} after which Fusion Block k sits
         self.plan = [

@@ -208,6 +208,18 @@ class Fusion(nn.Module):
         )
         self.init_weights()
 
+    @classmethod
+    def for_preset(cls, preset: Preset, cfg: FusionConfig | None = None) -> Fusion:
+        """A fresh Fusion sized for the preset's backbones and video tokens (cfg: the preset's
+        own FusionConfig unless given)."""
+        return cls(
+            preset.fusion if cfg is None else cfg,
+            audio_dim=preset.audio_dit.width,
+            video_dim=preset.video_dit.width,
+            video_token_dim=preset.video.token_dim,
+            video_per_frame=preset.video.tokens_per_frame_group,
+        )
+
     def init_weights(self) -> None:
         if not init_standard(self):
             return

@@ -21,22 +21,17 @@ import torch
 from avlink_cli import flow
 from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import video_to_tokens, wav_to_tokens
-from avlink_cli.fusion import Fusion
+from avlink_cli.fusion import Fusion, frame_differences
 from avlink_cli.synth import render_clip
+from avlink_cli.training.stages import weighted_flow_loss
 
 
 def motion_weight(x1, per_frame, alpha):
+    """1 + alpha x each token's mean |change| to the previous frame plus to the next, over the
+    clip's mean, (B, N)."""
     b, n, c = x1.shape
-    f = x1.reshape(b, n // per_frame, per_frame, c)
-    d = (f[:, 1:] - f[:, :-1]).abs().mean(-1)  # (B, T-1, S)
-    z = torch.zeros_like(d[:, :1])
-    m = (torch.cat([z, d], 1) + torch.cat([d, z], 1)).reshape(b, n)
+    m = frame_differences(x1, per_frame).abs().reshape(b, n, 2, c).mean(-1).sum(-1)
     return 1 + alpha * m / m.mean(1, keepdim=True).clamp(min=1e-6)
-
-
-def wloss(v, x0, x1, w):
-    e = (v.float() - (x1 - x0).float()).square().mean(-1)
-    return (e * w).sum() / w.sum()
 
 
 ap = argparse.ArgumentParser()
@@ -53,13 +48,7 @@ m = load_model(a.model).model
 p = m.preset
 if a.init == "fresh":
     torch.manual_seed(0)
-    m.fusion = Fusion(
-        p.fusion,
-        audio_dim=p.audio_dit.width,
-        video_dim=p.video_dit.width,
-        video_token_dim=p.video.token_dim,
-        video_per_frame=p.video.tokens_per_frame_group,
-    )
+    m.fusion = Fusion.for_preset(p)
 params = m.set_trainable("fusion")
 per = p.video.tokens_per_frame_group
 
@@ -94,7 +83,7 @@ def gap():
                 cache = m.prepare_condition("a2v", cond, vctx, noise=noise)
                 v = m.velocity("a2v", flow.interpolate(x0, vv, tt), tt, cache, vctx)
                 pl.append(flow.loss(v, x0, vv).item())
-                wl.append(wloss(v, x0, vv, vw).item())
+                wl.append(weighted_flow_loss(v, x0, vv, vw).item())
             out[name] = (float(np.mean(pl)), float(np.mean(wl)))
     return {
         "ratio": round(out["matched"][0] / out["shuffled"][0], 5),
@@ -116,7 +105,7 @@ for step in range(1, a.steps + 1):
     cn = torch.randn(cond.shape, generator=g)
     cache = m.prepare_condition("a2v", cond, ctx, noise=cn)
     v = m.velocity("a2v", flow.interpolate(x0, x1, t), t, cache, ctx)
-    loss = wloss(v, x0, x1, motion_weight(x1, per, a.alpha))
+    loss = weighted_flow_loss(v, x0, x1, motion_weight(x1, per, a.alpha))
     opt.zero_grad()
     loss.backward()
     opt.step()

@@ -54,13 +54,7 @@ def main() -> None:
     p = m.preset
     cfg = p.fusion if a.motion is None else replace(p.fusion, motion=a.motion == "on")
     torch.manual_seed(0)
-    m.fusion = Fusion(
-        cfg,
-        audio_dim=p.audio_dit.width,
-        video_dim=p.video_dit.width,
-        video_token_dim=p.video.token_dim,
-        video_per_frame=p.video.tokens_per_frame_group,
-    )
+    m.fusion = Fusion.for_preset(p, cfg)
     params = m.set_trainable("fusion")
     head = None
     if a.contact_loss > 0:
