@@ -97,6 +97,11 @@ class FusionConfig:
     # The video half of each block also reads every pixel patch's change from the previous frame
     # and to the next (fusion.py, Fusion.motion_features). Not in the paper's design; see README.
     motion: bool = False
+    # With motion on: width of the motion-context encoder, a small transformer over every video
+    # token and its frame differences across the whole clip whose output each block also reads
+    # (fusion.py, MotionContext); 0: none. Trained with the contact loss as a contact detector.
+    motion_context: int = 0
+    motion_context_depth: int = 2
 
 
 @dataclass(frozen=True)
@@ -248,7 +253,7 @@ AVSYNTH_S = register(
         video=VideoSpec(fps=12.0, height=32, width=32, patch=(1, 16, 16)),
         video_dit=DiTConfig(width=160, depth=6, heads=5),
         audio_dit=DiTConfig(width=160, depth=6, heads=5),
-        fusion=FusionConfig(blocks=3, width=160, heads=5, motion=True),
+        fusion=FusionConfig(blocks=3, width=160, heads=5, motion=True, motion_context=128),
         text=TextConfig(width=128, depth=2, heads=4),
     )
 )

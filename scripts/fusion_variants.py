@@ -37,24 +37,36 @@ def main() -> None:
         choices=["on", "off"],
         help="turn the Fusion Blocks' motion path on or off (default: as in the base folder)",
     )
+    ap.add_argument("--motion-context", type=int, metavar="W", help="motion-context width")
+    ap.add_argument(
+        "--keep-fusion",
+        action="store_true",
+        help="carry the base folder's Fusion weights over (new parts start at their init)",
+    )
     a = ap.parse_args()
     base = load_model(a.base, device="cpu")
     preset = base.model.preset
     if a.motion is not None:
         preset = preset.with_(fusion=replace(preset.fusion, motion=a.motion == "on"))
+    if a.motion_context is not None:
+        preset = preset.with_(fusion=replace(preset.fusion, motion_context=a.motion_context))
     for name in a.variants:
         torch.manual_seed(0)  # the same fresh Fusion init for every variant
         model = AVLink(preset, VARIANTS[name])
         for part in BACKBONES:
             getattr(model, part).load_state_dict(getattr(base.model, part).state_dict())
+        parts = BACKBONES + (["vocoder"] if base.vocoder is not None else [])
+        if a.keep_fusion:
+            missing, unexpected = model.fusion.load_state_dict(
+                base.model.fusion.state_dict(), strict=False
+            )
+            if unexpected or any(
+                ".context" not in k and not k.startswith("context.") for k in missing
+            ):
+                raise SystemExit(f"the base Fusion does not fit: {missing=} {unexpected=}")
+            parts.append("fusion")
         folder = a.out / name
-        save_model(
-            folder,
-            model,
-            vocoder=base.vocoder,
-            components=BACKBONES + (["vocoder"] if base.vocoder is not None else []),
-            meta=base.meta,
-        )
+        save_model(folder, model, vocoder=base.vocoder, components=parts, meta=base.meta)
         print(f"{folder}: {VARIANTS[name]}")
 
 

@@ -13,6 +13,7 @@ from avlink_cli.presets import get_preset
 
 TINY = get_preset("tiny")
 MOTION = TINY.with_(fusion=replace(TINY.fusion, motion=True))  # Fusion with the motion path
+CONTEXT = TINY.with_(fusion=replace(MOTION.fusion, motion_context=32))  # ... and MotionContext
 DIRECTIONS = ("v2a", "a2v")
 
 
@@ -25,10 +26,11 @@ def perturb(module: torch.nn.Module, scale: float = 0.1, seed: int = 0) -> None:
 
 
 def make_model(
-    ablation: Ablation | None = None, *, fusion: bool = False, motion: bool = False
+    ablation: Ablation | None = None, *, fusion: bool = False, motion: bool | str = False
 ) -> AVLink:
+    """motion: False, True (the motion path) or "context" (the motion path and MotionContext)."""
     torch.manual_seed(0)
-    model = AVLink(MOTION if motion else TINY, ablation)
+    model = AVLink({False: TINY, True: MOTION, "context": CONTEXT}[motion], ablation)
     for name in ("video_dit", "audio_dit", "text"):
         perturb(getattr(model, name), seed=len(name))
     if fusion:
@@ -48,9 +50,9 @@ def split(direction: str, x: dict[str, torch.Tensor]) -> tuple[torch.Tensor, tor
     return (x["audio"], x["video"]) if direction == "v2a" else (x["video"], x["audio"])
 
 
-@pytest.mark.parametrize("motion", [False, True])
+@pytest.mark.parametrize("motion", [False, True, "context"])
 @pytest.mark.parametrize("direction", DIRECTIONS)
-def test_fresh_fusion_equals_the_frozen_generator_bit_for_bit(direction: str, motion: bool) -> None:
+def test_fresh_fusion_equals_the_frozen_generator_bit_for_bit(direction: str, motion) -> None:
     model = make_model(motion=motion)
     gen, cond = split(direction, tokens())
     ctx = model.encode_text(["a ball bounces", ""])
@@ -91,6 +93,38 @@ def test_an_optimizer_step_changes_fusion_only() -> None:
     assert changed == {"fusion"}
 
 
+def test_motion_context_starts_silent_and_sees_the_whole_clip() -> None:
+    """A Fusion given MotionContext on top of trained weights computes what it did (the reads
+    start at zero), and MotionContext's features at one frame depend on frames far from it,
+    where the per-patch motion features see only the neighbouring frames."""
+    trained = make_model(fusion=True, motion=True)
+    grown = make_model(motion="context")
+    missing, unexpected = grown.fusion.load_state_dict(trained.fusion.state_dict(), strict=False)
+    assert not unexpected and missing and all("context" in k for k in missing)
+    video = tokens()["video"]
+    with torch.no_grad():
+        pairs = zip(
+            trained.fusion.motion_terms(video), grown.fusion.motion_terms(video), strict=True
+        )
+        for a, b in pairs:
+            assert torch.equal(a, b)
+        per = CONTEXT.video.tokens_per_frame_group
+        moved = video.clone()
+        moved[:, :per] += 1.0  # change the first frame only
+        last = slice(-per, None)
+        ctx, ctx_moved = (grown.fusion.context_features(x)[:, last] for x in (video, moved))
+        feats, feats_moved = (grown.fusion.motion_features(x)[:, last] for x in (video, moved))
+    assert ctx.shape == (2, per, 32)
+    assert (ctx - ctx_moved).abs().max() > 1e-3  # the last frame's context sees the first
+    assert torch.equal(feats, feats_moved)  # its own change does not
+    # and once its reads are trained, the blocks' motion terms carry it
+    perturb(grown.fusion, scale=0.3, seed=7)
+    with torch.no_grad():
+        terms = grown.fusion.motion_terms(video)[0][:, last]
+        terms_moved = grown.fusion.motion_terms(moved)[0][:, last]
+    assert (terms - terms_moved).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize(
     "ablation, motion",
     [
@@ -98,9 +132,10 @@ def test_an_optimizer_step_changes_fusion_only() -> None:
         (Ablation(reinject_cond=False), False),
         (Ablation(external_features=True), False),
         (Ablation(), True),
+        (Ablation(), "context"),
     ],
 )
-def test_exact_cache_changes_no_sample(ablation: Ablation, motion: bool) -> None:
+def test_exact_cache_changes_no_sample(ablation: Ablation, motion) -> None:
     model = make_model(ablation, fusion=True, motion=motion)
     if model.external is not None:
         perturb(model.external, seed=3)

@@ -132,10 +132,14 @@ class ContactHead(nn.Module):
     the model, so it is never saved with the Fusion Blocks and costs nothing at inference.
     """
 
-    def __init__(self, blocks: int, width: int, tokens_per_group: int) -> None:
+    def __init__(
+        self, blocks: int, width: int, tokens_per_group: int, *, context_width: int = 0
+    ) -> None:
         super().__init__()
         self.per_group = tokens_per_group
         self.heads = nn.ModuleList(nn.Linear(width, 1) for _ in range(blocks))
+        # MotionContext's detector read-out: a logit a token, averaged over a frame group's
+        self.context = nn.Linear(context_width, 1) if context_width else None
 
     def forward(self, motion: tuple[Tensor, ...]) -> Tensor:
         out = []
@@ -144,13 +148,30 @@ class ContactHead(nn.Module):
             out.append(logit.unflatten(1, (-1, self.per_group)).logsumexp(-1))  # (B, G)
         return torch.stack(out)
 
-    def loss(self, motion: tuple[Tensor, ...], labels: Tensor, *, pos_weight: float) -> Tensor:
-        """Mean binary cross-entropy of every block's logits against labels (B, G) in {0, 1}."""
+    def context_logits(self, context: Tensor) -> Tensor:
+        """MotionContext features (B, N_v, W) -> a contact logit per frame group (B, G)."""
+        return self.context(context.float()).squeeze(-1).unflatten(1, (-1, self.per_group)).mean(-1)
+
+    def loss(
+        self,
+        motion: tuple[Tensor, ...],
+        labels: Tensor,
+        *,
+        pos_weight: float,
+        context: Tensor | None = None,
+    ) -> Tensor:
+        """Mean binary cross-entropy of every block's logits against labels (B, G) in {0, 1},
+        plus that of MotionContext's logits when given its features."""
         logits = self(motion)
         weight = torch.tensor(pos_weight, device=logits.device)
-        return nn.functional.binary_cross_entropy_with_logits(
+        loss = nn.functional.binary_cross_entropy_with_logits(
             logits, labels.expand_as(logits), pos_weight=weight
         )
+        if context is not None and self.context is not None:
+            loss = loss + nn.functional.binary_cross_entropy_with_logits(
+                self.context_logits(context), labels, pos_weight=weight
+            )
+        return loss
 
 
 def onset_weights(mel: Tensor, frames_per_token: int, alpha: float) -> Tensor:
@@ -207,11 +228,17 @@ class FusionStage(nn.Module):
             if not preset.fusion.motion:
                 raise ValueError("the contact loss reads the motion path: FusionConfig.motion")
             self.contact_head = ContactHead(
-                preset.fusion.blocks, preset.fusion.width, preset.video.tokens_per_frame_group
+                preset.fusion.blocks,
+                preset.fusion.width,
+                preset.video.tokens_per_frame_group,
+                context_width=preset.fusion.motion_context,
             )
 
-    def contact_loss(self, batch: dict[str, Tensor], motion: tuple[Tensor, ...]) -> Tensor | None:
-        """ContactHead's loss over the clips of the batch that have known contacts."""
+    def contact_loss(
+        self, batch: dict[str, Tensor], motion: tuple[Tensor, ...], context: Tensor | None = None
+    ) -> Tensor | None:
+        """ContactHead's loss over the clips of the batch that have known contacts (context:
+        MotionContext's features of the same video, when the Fusion has one)."""
         if self.contact_head is None or "contacts" not in batch:
             return None
         contacts = batch["contacts"].to(motion[0].device)
@@ -220,7 +247,10 @@ class FusionStage(nn.Module):
             return None
         labels = frame_group_labels(contacts[known], self.model.preset.video.patch[0])
         return self.contact_head.loss(
-            tuple(m[known] for m in motion), labels, pos_weight=self.contact_pos_weight
+            tuple(m[known] for m in motion),
+            labels,
+            pos_weight=self.contact_pos_weight,
+            context=None if context is None else context[known],
         )
 
     def hint(self, batch: dict[str, Tensor], step: int) -> dict[str, Tensor]:
@@ -265,14 +295,14 @@ class FusionStage(nn.Module):
                 losses.append(flow.loss(v, x0, x1))
             if direction == "v2a" and self.contact_head is not None and self.training:
                 # on the real frames' motion: the hint's white frames would make it trivial
-                if hinted is batch and cache.motion is not None:
-                    motion = cache.motion
+                if hinted is batch:
+                    seen = cache.x_t
                 else:
                     real = clean_tokens(model.preset, batch, cnd)
-                    motion = model.fusion.motion_terms(
-                        flow.interpolate(cond_noise, real, cache.t_cond)
-                    )
-                aux = self.contact_loss(batch, motion)
+                    seen = flow.interpolate(cond_noise, real, cache.t_cond)
+                motion = cache.motion if hinted is batch and cache.motion else None
+                motion = motion or model.fusion.motion_terms(seen)
+                aux = self.contact_loss(batch, motion, model.fusion.context_features(seen))
         loss = torch.stack(losses).mean()
         if aux is not None:
             loss = loss + self.contact_weight * aux
