@@ -237,9 +237,10 @@ def train(
         typer.Option(
             "--contact-loss",
             min=0.0,
-            help="Fusion stage: weight of an auxiliary loss that asks the motion path to mark "
-            "the frames of known contacts (AVSynth's), on the real frames. Default: 0.1 "
-            "where the preset has the motion path, else 0 (training/run.py).",
+            help="Fusion stage: weight of an auxiliary loss that asks the motion path (and the "
+            "motion context, where the preset has one) to mark the frames of known contacts "
+            "(AVSynth's), on the real frames. Default: 0.1 where the preset has the motion "
+            "path, else 0 (training/run.py).",
         ),
     ] = None,
     onset_weight: Annotated[

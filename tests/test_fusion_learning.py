@@ -14,6 +14,7 @@ the generated side already shows its own timing. Measured with this test's seeds
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from avlink_cli import flow
@@ -140,16 +141,16 @@ def test_frame_group_labels_mark_groups_holding_a_contact():
     assert frame_group_labels(contacts, 2).tolist() == [[0, 1, 0]]
 
 
-def test_contact_loss_teaches_the_motion_path_where_contacts_are():
+@pytest.mark.parametrize("context", [0, 16])
+def test_contact_loss_teaches_the_motion_path_where_contacts_are(context: int):
     """The auxiliary loss trains (Fusion motion MLPs + head) to mark the contact frames of a
-    moving-square video, is left out of the validation loss, and needs the motion path."""
+    moving-square video, is left out of the validation loss, and needs the motion path. With
+    a motion context (FusionConfig.motion_context) it trains that too, as a contact detector."""
     from dataclasses import replace
-
-    import pytest
 
     from avlink_cli.training.stages import ContactHead
 
-    motion = TINY.with_(fusion=replace(TINY.fusion, motion=True))
+    motion = TINY.with_(fusion=replace(TINY.fusion, motion=True, motion_context=context))
     with pytest.raises(ValueError, match="motion"):
         FusionStage(AVLink(TINY), contact_weight=1.0)
     torch.manual_seed(0)
@@ -181,6 +182,11 @@ def test_contact_loss_teaches_the_motion_path_where_contacts_are():
             terms = model.fusion.motion_terms(video)
             loss = stage.contact_head.loss(terms, b["contacts"].float(), pos_weight=10.0).item()
             top = stage.contact_head(terms).argmax(-1) == b["contacts"].float().argmax(-1)
+            if context:  # the motion context's read-out, scored the same way
+                logits = stage.contact_head.context_logits(model.fusion.context_features(video))
+                top = torch.cat(
+                    [top, (logits.argmax(-1) == b["contacts"].float().argmax(-1))[None]]
+                )
         return loss, top.float().mean().item()
 
     held_out = batch(32)

@@ -130,6 +130,8 @@ class ContactHead(nn.Module):
     contact happens here" in a direction the attention can read, rather than leaving the
     flow-matching loss alone to find it (README: the cue tests). It lives in FusionStage, not in
     the model, so it is never saved with the Fusion Blocks and costs nothing at inference.
+    With context_width (FusionConfig.motion_context) it also reads out `MotionContext`, which
+    this loss trains as a contact detector.
     """
 
     def __init__(
@@ -138,7 +140,7 @@ class ContactHead(nn.Module):
         super().__init__()
         self.per_group = tokens_per_group
         self.heads = nn.ModuleList(nn.Linear(width, 1) for _ in range(blocks))
-        # MotionContext's detector read-out: a logit a token, averaged over a frame group's
+        # MotionContext's detector read-out: a logit a token, averaged over a frame group's tokens
         self.context = nn.Linear(context_width, 1) if context_width else None
 
     def forward(self, motion: tuple[Tensor, ...]) -> Tensor:
@@ -300,8 +302,9 @@ class FusionStage(nn.Module):
                 else:
                     real = clean_tokens(model.preset, batch, cnd)
                     seen = flow.interpolate(cond_noise, real, cache.t_cond)
-                motion = cache.motion if hinted is batch and cache.motion else None
-                motion = motion or model.fusion.motion_terms(seen)
+                motion = (cache.motion if hinted is batch else None) or model.fusion.motion_terms(
+                    seen
+                )
                 aux = self.contact_loss(batch, motion, model.fusion.context_features(seen))
         loss = torch.stack(losses).mean()
         if aux is not None:
