@@ -60,7 +60,8 @@ class ConditionCache:
     t_cond (B,); ctx: the prompt the conditioning backbone attends to; c (B, C_c): its time
     embedding; states: conditioning stream entering Fusion Block 0 (and every later block when it
     cannot depend on the generated side), or None to recompute everything at each call; motion:
-    for V2A with FusionConfig.motion, each Fusion Block's motion term of the video.
+    for V2A with FusionConfig.motion, each Fusion Block's motion term of the video; context: the
+    video's MotionContext features that went into them (FusionConfig.motion_context).
     """
 
     direction: str
@@ -70,6 +71,7 @@ class ConditionCache:
     c: Tensor | None = None
     states: tuple[Tensor, ...] | None = None
     motion: tuple[Tensor, ...] | None = None  # V2A: the video's Fusion.motion_terms
+    context: Tensor | None = None  # V2A: the video's Fusion.context_features
 
     @property
     def batch(self) -> int:
@@ -215,8 +217,11 @@ class AVLink(nn.Module):
             pe = cdit.rope(device=device)
             for k in range(1, len(self.plan)):
                 states.append(self._cond_advance(cache, states[-1], c, pe, k))
-        motion = self.fusion.motion_terms(x_t) if cnd == "video" else None
-        return ConditionCache(direction, x_t, t_c, ctx, c, tuple(states), motion)
+        motion = context = None
+        if cnd == "video":
+            context = self.fusion.context_features(x_t)
+            motion = self.fusion.motion_terms(x_t, context)
+        return ConditionCache(direction, x_t, t_c, ctx, c, tuple(states), motion, context)
 
     def _cond_start(self, cache: ConditionCache) -> tuple[Tensor, Tensor]:
         """Conditioning time embedding c (B, C_c) and the stream entering Fusion Block 0."""

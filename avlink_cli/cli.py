@@ -478,6 +478,8 @@ def main() -> None:
 
     Under torchrun each worker ends through `exit_worker` (gloo can abort a worker during the
     interpreter's teardown after all its work is done; see there)."""
+    # training.loop.under_torchrun, inline: importing that module imports torch, which a
+    # plain `avlink --help` should not wait for
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         app(prog_name="avlink")
         return

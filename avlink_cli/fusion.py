@@ -229,7 +229,6 @@ class Fusion(nn.Module):
         self.context = (
             MotionContext(
                 video_token_dim,
-                video_per_frame,
                 width=cfg.motion_context,
                 depth=cfg.motion_context_depth,
                 grid=video_grid,
@@ -285,24 +284,31 @@ class Fusion(nn.Module):
             return None
         return frame_differences(video_tokens, self.video_per_frame)
 
-    def motion_terms(self, video_tokens: Tensor) -> tuple[Tensor, ...] | None:
-        """Each block's motion MLP of `motion_features` (B, N_v, D), or None without motion.
-        They depend on the video tokens alone, so V2A computes them once per clip."""
+    def motion_terms(
+        self, video_tokens: Tensor, context: Tensor | None = None
+    ) -> tuple[Tensor, ...] | None:
+        """Each block's motion MLP of `motion_features` (B, N_v, D), plus its read of
+        MotionContext's features (`context` when the caller has them, else computed here), or
+        None without motion. They depend on the video tokens alone, so V2A computes them once
+        per clip."""
         feats = self.motion_features(video_tokens)
         if feats is None:
             return None
-        feats = feats.to(self.blocks[0].video.proj_in.weight.dtype)
+        dtype = self.blocks[0].video.proj_in.weight.dtype
+        feats = feats.to(dtype)
         terms = tuple(block.video.motion(feats) for block in self.blocks)
-        ctx = self.context_features(video_tokens)
-        if ctx is None:
+        if self.context is None:
             return terms
-        return tuple(m + b.video.context(ctx) for m, b in zip(terms, self.blocks, strict=True))
+        if context is None:
+            context = self.context(video_tokens.to(dtype), feats)
+        return tuple(m + b.video.context(context) for m, b in zip(terms, self.blocks, strict=True))
 
     def context_features(self, video_tokens: Tensor) -> Tensor | None:
         """MotionContext's features of the video tokens (B, N_v, W), or None without it."""
         if self.context is None:
             return None
-        return self.context(video_tokens.to(self.blocks[0].video.proj_in.weight.dtype))
+        tokens = video_tokens.to(self.blocks[0].video.proj_in.weight.dtype)
+        return self.context(tokens, frame_differences(tokens, self.video_per_frame))
 
     def rope(self, pos: Tensor) -> Tensor:
         """Positions (N_a + N_v,) -> RoPE table (N_a + N_v, D / H / 2, 2)."""
@@ -323,17 +329,15 @@ class MotionContext(nn.Module):
     (training/stages.py, ContactHead); tokens (B, N_v, token_dim) -> (B, N_v, width).
     """
 
-    def __init__(
-        self, token_dim: int, per_frame: int, *, width: int, depth: int, grid: tuple[int, ...]
-    ) -> None:
+    def __init__(self, token_dim: int, *, width: int, depth: int, grid: tuple[int, ...]) -> None:
         super().__init__()
-        self.per_frame = per_frame
         self.encoder = ExternalEncoder(
             token_dim=3 * token_dim, dim=width, heads=max(1, width // 32), depth=depth, grid=grid
         )
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.encoder(torch.cat([tokens, frame_differences(tokens, self.per_frame)], -1))
+    def forward(self, tokens: Tensor, differences: Tensor) -> Tensor:
+        """tokens (B, N_v, token_dim) and their `frame_differences` -> (B, N_v, width)."""
+        return self.encoder(torch.cat([tokens, differences], -1))
 
 
 class ExternalEncoder(nn.Module):

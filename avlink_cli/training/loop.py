@@ -90,11 +90,7 @@ def rank() -> int:
 
 def init_distributed(device: torch.device) -> None:
     """Join the torchrun group when launched by torchrun; a no-op for one process."""
-    if (
-        "WORLD_SIZE" in os.environ
-        and int(os.environ["WORLD_SIZE"]) > 1
-        and not dist.is_initialized()
-    ):
+    if under_torchrun() and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 

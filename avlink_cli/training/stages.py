@@ -297,15 +297,16 @@ class FusionStage(nn.Module):
                 losses.append(flow.loss(v, x0, x1))
             if direction == "v2a" and self.contact_head is not None and self.training:
                 # on the real frames' motion: the hint's white frames would make it trivial
-                if hinted is batch:
-                    seen = cache.x_t
+                if hinted is batch and cache.motion is not None:
+                    motion, context = cache.motion, cache.context
                 else:
-                    real = clean_tokens(model.preset, batch, cnd)
-                    seen = flow.interpolate(cond_noise, real, cache.t_cond)
-                motion = (cache.motion if hinted is batch else None) or model.fusion.motion_terms(
-                    seen
-                )
-                aux = self.contact_loss(batch, motion, model.fusion.context_features(seen))
+                    seen = cache.x_t
+                    if hinted is not batch:
+                        real = clean_tokens(model.preset, batch, cnd)
+                        seen = flow.interpolate(cond_noise, real, cache.t_cond)
+                    context = model.fusion.context_features(seen)
+                    motion = model.fusion.motion_terms(seen, context)
+                aux = self.contact_loss(batch, motion, context)
         loss = torch.stack(losses).mean()
         if aux is not None:
             loss = loss + self.contact_weight * aux
