@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 import torch
+from cond_gap import gap_losses  # scripts/, beside this file
 
 from avlink_cli import flow
 from avlink_cli.checkpoint import load_model
@@ -70,21 +71,12 @@ vw = motion_weight(vv, per, 8.0)
 
 
 def gap():
-    g = torch.Generator()
-    out = {}
+    def weighted(v, x0, x1):
+        return weighted_flow_loss(v, x0, x1, vw)
+
     with torch.no_grad():
-        for name, cond in (("matched", va), ("shuffled", va.roll(1, 0))):
-            pl, wl = [], []
-            for t in (0.05, 0.2, 0.5):
-                g.manual_seed(1)
-                x0 = torch.randn(vv.shape, generator=g)
-                noise = torch.randn(cond.shape, generator=g)
-                tt = torch.full((48,), t)
-                cache = m.prepare_condition("a2v", cond, vctx, noise=noise)
-                v = m.velocity("a2v", flow.interpolate(x0, vv, tt), tt, cache, vctx)
-                pl.append(flow.loss(v, x0, vv).item())
-                wl.append(weighted_flow_loss(v, x0, vv, vw).item())
-            out[name] = (float(np.mean(pl)), float(np.mean(wl)))
+        gaps = gap_losses(m, "a2v", vv, va, vctx, losses={"flow": flow.loss, "w": weighted})
+    out = {name: (v["flow"], v["w"]) for name, v in gaps.items()}
     return {
         "ratio": round(out["matched"][0] / out["shuffled"][0], 5),
         "ratio_w": round(out["matched"][1] / out["shuffled"][1], 5),

@@ -11,14 +11,59 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
 from avlink_cli import flow
+from avlink_cli.avlink import AVLink
 from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import video_to_tokens, wav_to_tokens
 from avlink_cli.synth import render_clip
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (v, x0, x1)
+
+
+def gap_losses(
+    m: AVLink,
+    direction: str,
+    x1: torch.Tensor,
+    cond: torch.Tensor,
+    ctx,
+    *,
+    times: tuple[float, ...] | list[float] = (0.05, 0.2, 0.5),
+    seed: int = 1,
+    losses: dict[str, LossFn] | None = None,
+    alone: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Mean losses over `times` of the generated side x1 given each clip's own conditioning
+    ("matched"), the next clip's ("shuffled") and, with `alone`, none (the generator alone):
+    {condition: {loss name: value}}. The same noise (from `seed`) for every condition and time.
+    losses: named (v, x0, x1) -> loss; default {"flow": flow.loss}. Run under torch.no_grad()."""
+    losses = losses or {"flow": flow.loss}
+    g = torch.Generator()
+    b = len(x1)
+    conds = {"matched": cond, "shuffled": cond.roll(1, 0)} | ({"alone": None} if alone else {})
+    out: dict[str, dict[str, float]] = {}
+    for name, c in conds.items():
+        per = {k: [] for k in losses}
+        for t in times:
+            g.manual_seed(seed)
+            x0 = torch.randn(x1.shape, generator=g)
+            noise = torch.randn(cond.shape, generator=g)
+            tt = torch.full((b,), t)
+            xt = flow.interpolate(x0, x1, tt)
+            if c is None:
+                v = m.uncond_velocity(direction, xt, tt, ctx)
+            else:
+                v = m.velocity(
+                    direction, xt, tt, m.prepare_condition(direction, c, ctx, noise=noise), ctx
+                )
+            for k, fn in losses.items():
+                per[k].append(fn(v, x0, x1).item())
+        out[name] = {k: float(np.mean(vals)) for k, vals in per.items()}
+    return out
 
 
 def main() -> None:
@@ -36,26 +81,11 @@ def main() -> None:
     audio = wav_to_tokens(wav, p.audio)[:, : p.n_audio_tokens]
     video = video_to_tokens(frames, p.video)
     b = len(clips)
-    g = torch.Generator().manual_seed(a.seed)
     with torch.no_grad():
         ctx = m.encode_text([""] * b)
         for direction, x1, cond in (("v2a", audio, video), ("a2v", video, audio)):
-            out: dict[str, float] = {}
-            for name, c in (("matched", cond), ("shuffled", cond.roll(1, 0)), ("alone", None)):
-                losses = []
-                for t in a.times:
-                    g.manual_seed(a.seed)
-                    x0 = torch.randn(x1.shape, generator=g)
-                    noise = torch.randn(cond.shape, generator=g)
-                    tt = torch.full((b,), t)
-                    xt = flow.interpolate(x0, x1, tt)
-                    if c is None:
-                        v = m.uncond_velocity(direction, xt, tt, ctx)
-                    else:
-                        cache = m.prepare_condition(direction, c, ctx, noise=noise)
-                        v = m.velocity(direction, xt, tt, cache, ctx)
-                    losses.append(flow.loss(v, x0, x1).item())
-                out[name] = float(np.mean(losses))
+            gaps = gap_losses(m, direction, x1, cond, ctx, times=a.times, seed=a.seed, alone=True)
+            out = {name: v["flow"] for name, v in gaps.items()}
             ratio = out["matched"] / out["shuffled"]
             print(json.dumps({"model": a.model, "direction": direction, "times": a.times}
                              | {k: round(v, 5) for k, v in out.items()}

@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from cond_gap import gap_losses  # scripts/, beside this file
 
 from avlink_cli import flow
 from avlink_cli.checkpoint import load_model
@@ -84,20 +85,9 @@ def main() -> None:
     val_ctx = m.encode_text([""] * 48)
 
     def gap() -> dict[str, float]:
-        g = torch.Generator().manual_seed(1)
-        out = {}
         with torch.no_grad():
-            for name, cond in (("matched", val_video), ("shuffled", val_video.roll(1, 0))):
-                losses = []
-                for t in (0.05, 0.2, 0.5):
-                    g.manual_seed(1)
-                    x0 = torch.randn(val_audio.shape, generator=g)
-                    noise = torch.randn(cond.shape, generator=g)
-                    tt = torch.full((48,), t)
-                    cache = m.prepare_condition("v2a", cond, val_ctx, noise=noise)
-                    v = m.velocity("v2a", flow.interpolate(x0, val_audio, tt), tt, cache, val_ctx)
-                    losses.append(flow.loss(v, x0, val_audio).item())
-                out[name] = round(float(np.mean(losses)), 5)
+            gaps = gap_losses(m, "v2a", val_audio, val_video, val_ctx)
+        out = {name: round(v["flow"], 5) for name, v in gaps.items()}
         return out | {"matched_over_shuffled": round(out["matched"] / out["shuffled"], 4)}
 
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.0)
