@@ -59,16 +59,23 @@ def rope_nd(pos: Tensor, axes_dim: tuple[int, ...], *, theta: float = 10_000.0) 
 
 
 def apply_rope(x: Tensor, pe: Tensor) -> Tensor:
-    """Rotate channel pairs (2i, 2i + 1) of x (B, H, N, d) by pe (N | B N | B 1 N, d / 2, 2)."""
+    """Rotate channel pairs (2i, 2i + 1) of x (B, H, N, d) by pe (N | B N | B 1 N, d / 2, 2).
+
+    Computed in token-major order (B, N, H, d) and returned as a (B, H, N, d) view of it: that is
+    the order the fused projections write heads in and the order attention kernels read, so a
+    compiled graph writes whole rows instead of transposing (the values are the same either way).
+    """
     if pe.dim() == 3:
-        pe = pe[None, None]  # (1, 1, N, d / 2, 2)
+        pe = pe[None, :, None]  # (1, N, 1, d / 2, 2)
     elif pe.dim() == 4:
-        pe = pe[:, None]  # (B, 1, N, d / 2, 2)
-    xf = x.float().unflatten(-1, (-1, 2))  # (B, H, N, d / 2, 2)
+        pe = pe[:, :, None]  # (B, N, 1, d / 2, 2)
+    else:
+        pe = pe.transpose(1, 2)  # (B, N, 1, d / 2, 2)
+    xf = x.transpose(1, 2).float().unflatten(-1, (-1, 2))  # (B, N, H, d / 2, 2)
     x0, x1 = xf[..., 0], xf[..., 1]
     cos, sin = pe[..., 0], pe[..., 1]
-    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)  # (B, H, N, d / 2, 2)
-    return out.flatten(-2).type_as(x)
+    out = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)  # (B, N, H, d / 2, 2)
+    return out.flatten(-2).type_as(x).transpose(1, 2)
 
 
 def rope_axes(head_dim: int, n_axes: int) -> tuple[int, ...]:

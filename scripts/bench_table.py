@@ -6,6 +6,7 @@ cuDNN attention kernels). One JSON line per run on stdout, in the order run.
     python scripts/bench_table.py --warm     # compile each compiled row for 1 step only (fills
                                              # inductor's on-disk cache; run beside other work)
     python scripts/bench_table.py --only 4,5 # rows 4 and 5 only (0-based, in ROWS order)
+    python scripts/bench_table.py --sdpa cudnn   # every row with this attention kernel order
     python scripts/bench_table.py --print-table FILE.jsonl   # the README's markdown table
 """
 
@@ -64,9 +65,13 @@ def main() -> None:
         if "--only" in sys.argv
         else set(range(len(ROWS)))
     )
+    # one kernel order for every row; run it in a process with its own TORCHINDUCTOR_CACHE_DIR, so
+    # that no compiled graph traced under another order is taken from the on-disk caches
+    forced = sys.argv[sys.argv.index("--sdpa") + 1] if "--sdpa" in sys.argv else None
     for i, (direction, batch, compiled, graphs, sdpa) in enumerate(ROWS):
         if i not in only or (warm and not compiled):
             continue
+        sdpa = forced or sdpa
         mode = "compiled" if compiled else "eager"
         mode += " + CUDA graphs" if graphs else ""
         mode += f", sdpa {sdpa}" if sdpa != "auto" else ""

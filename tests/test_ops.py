@@ -42,6 +42,21 @@ def test_rope_is_a_rotation_with_relative_scores() -> None:
     assert not torch.allclose(score(2.0, 5.0), score(2.0, 9.0), atol=1e-4)
 
 
+def test_rope_rotates_each_token_by_its_own_angle_in_token_major_memory() -> None:
+    """Per-sample tables too; the result is a (B, H, N, d) view of (B, N, H, d) rows, the layout
+    the fused projections write and attention kernels read (a compiled graph then writes rows)."""
+    x = torch.randn(2, 3, 5, 8)  # (B, H, N, d)
+    pos = torch.tensor([[0.0, 1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 2.0, 1.0, 0.0]])
+    pe = rope(pos, 8)  # (B, N, 4, 2)
+    out = apply_rope(x, pe)
+    assert out.shape == x.shape and out.transpose(1, 2).is_contiguous()
+    for b in range(2):
+        for n in range(5):  # token n of sample b, alone, with its own one-row table
+            one = apply_rope(x[b : b + 1, :, n : n + 1], rope(pos[b, n : n + 1], 8))
+            assert torch.allclose(out[b : b + 1, :, n : n + 1], one, atol=1e-6)
+    assert torch.equal(apply_rope(x, pe[:, None]), out)  # the (B, 1, N, d / 2, 2) form
+
+
 def test_audio_and_video_tokens_at_the_same_second_share_a_rotation() -> None:
     pa, pv = fusion_positions(TINY)  # audio 25 tokens/s, video 8 frames/s, 4 tokens a frame
     per_frame = TINY.video.tokens_per_frame_group
