@@ -253,6 +253,17 @@ def train(
             "the ones the video can time, count more. 0 (default) is the plain loss.",
         ),
     ] = 0.0,
+    silent_weight: Annotated[
+        float,
+        typer.Option(
+            "--silent-weight",
+            min=0.0,
+            help="Fusion stage: V2A's loss of clips in which nothing sounds (AVSynth lists "
+            "every event; some of these clips show silent motion) weighs 1 + this, as if they "
+            "were drawn that many times more often, to teach that motion without contact makes "
+            "no sound. 0 (default) is the plain loss.",
+        ),
+    ] = 0.0,
     cache: Annotated[
         Path, typer.Option("--cache", help="Where decoded training arrays are cached.")
     ] = Path(".avlink-cache"),
@@ -298,6 +309,7 @@ def train(
             contact_hint=contact_hint,
             contact_loss=contact_loss,
             onset_weight=onset_weight,
+            silent_weight=silent_weight,
             cache=cache,
             workers=workers,
             device=_resolve_device(device),

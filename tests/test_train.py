@@ -174,6 +174,28 @@ def test_from_nothing_to_a_folder_that_dub_and_animate_load(tmp_path, cache_dir)
         assert info.has_video and info.has_audio and abs(info.duration - 2.0) < 0.1
 
 
+def test_silent_weight_stresses_the_clips_where_nothing_sounds():
+    from avlink_cli.avlink import AVLink
+    from avlink_cli.presets import get_preset
+    from avlink_cli.training.stages import FusionStage
+
+    p = get_preset("tiny")
+    with torch.device("meta"):
+        model = AVLink(p)
+    contacts = torch.zeros(3, p.n_frames, dtype=torch.bool)
+    contacts[0, 5] = True  # clip 0 has a contact, clips 1 and 2 none
+    mel = torch.randn(3, p.audio.n_mels, p.n_audio_tokens * p.audio.frames_per_token)
+    x1 = torch.zeros(3, p.n_audio_tokens, p.audio.token_dim)
+    batch = {"contacts": contacts, "mel": mel}
+    w = FusionStage(model, silent_weight=2.0).v2a_weights(batch, x1)
+    assert torch.equal(w, torch.tensor([1.0, 3.0, 3.0])[:, None].expand(3, p.n_audio_tokens))
+    both = FusionStage(model, onset_weight=3.0, silent_weight=2.0).v2a_weights(batch, x1)
+    onset = FusionStage(model, onset_weight=3.0).v2a_weights(batch, x1)
+    assert torch.allclose(both, onset * torch.tensor([1.0, 3.0, 3.0])[:, None])
+    no_labels = FusionStage(model, silent_weight=2.0).v2a_weights({"mel": mel}, x1)
+    assert torch.equal(no_labels, torch.ones_like(w))  # without contact labels nothing changes
+
+
 def test_onset_weights_stress_the_tokens_where_a_sound_starts():
     from avlink_cli import flow
     from avlink_cli.codecs import log_mel

@@ -50,6 +50,7 @@ def run_training(
     contact_hint: float = 0.0,
     contact_loss: float | None = None,
     onset_weight: float = 0.0,
+    silent_weight: float = 0.0,
     quiet: bool = False,
     console=None,
 ) -> list[dict]:
@@ -118,6 +119,7 @@ def run_training(
                 contact_hint=contact_hint,
                 contact_loss=contact_loss,
                 onset_weight=onset_weight,
+                silent_weight=silent_weight,
                 workers=workers,
                 on_step=on_step,
                 progress=data_progress,

@@ -219,6 +219,7 @@ def train_stage(
     contact_hint: float = 0.0,
     contact_loss: float | None = None,
     onset_weight: float = 0.0,
+    silent_weight: float = 0.0,
     workers: int = 2,
     on_step: Callable[[StepReport], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -254,6 +255,7 @@ def train_stage(
                 if contact_loss is None
                 else contact_loss,
                 onset_weight=onset_weight,
+                silent_weight=silent_weight,
             ),
             ["fusion"] + (["external"] if model.external is not None else []),
         )

@@ -215,15 +215,18 @@ class FusionStage(nn.Module):
         contact_weight: float = 0.0,
         contact_pos_weight: float = 10.0,
         onset_weight: float = 0.0,
+        silent_weight: float = 0.0,
     ):
         """contact_weight > 0 adds `ContactHead`'s loss on the V2A conditioning video, times that
         weight, for clips with known contacts (needs FusionConfig.motion). onset_weight > 0
-        weighs V2A's loss per audio token by `onset_weights` with that alpha."""
+        weighs V2A's loss per audio token by `onset_weights` with that alpha. silent_weight > 0
+        weighs the V2A loss of clips without a single contact (the batch's "contacts", which
+        AVSynth lists in full) by 1 + silent_weight."""
         super().__init__()
         self.model, self.directions = model, directions
         self.p_uncond, self.t_shift, self.hint_steps = p_uncond, t_shift, hint_steps
         self.contact_weight, self.contact_pos_weight = contact_weight, contact_pos_weight
-        self.onset_weight = onset_weight
+        self.onset_weight, self.silent_weight = onset_weight, silent_weight
         self.contact_head = None
         if contact_weight > 0:
             preset = model.preset
@@ -235,6 +238,18 @@ class FusionStage(nn.Module):
                 preset.video.tokens_per_frame_group,
                 context_width=preset.fusion.motion_context,
             )
+
+    def v2a_weights(self, batch: dict[str, Tensor], x1: Tensor) -> Tensor:
+        """Per audio token weights (B, N_a) of the V2A loss: `onset_weights` within each clip,
+        times 1 + silent_weight for the clips where nothing sounds."""
+        w = torch.ones(x1.shape[:2], device=x1.device)
+        if self.onset_weight > 0:
+            fpt = self.model.preset.audio.frames_per_token
+            w = onset_weights(batch["mel"].float().to(x1.device), fpt, self.onset_weight)
+        if self.silent_weight > 0 and "contacts" in batch:
+            silent = ~batch["contacts"].to(x1.device).any(1)  # (B,)
+            w = w * (1 + self.silent_weight * silent.float())[:, None]
+        return w
 
     def contact_loss(
         self, batch: dict[str, Tensor], motion: tuple[Tensor, ...], context: Tensor | None = None
@@ -289,10 +304,8 @@ class FusionStage(nn.Module):
             )
             cache = model.prepare_condition(direction, cond, ctx, t_cond=t_cond, noise=cond_noise)
             v = model.velocity(direction, flow.interpolate(x0, x1, t), t, cache, ctx)
-            if direction == "v2a" and self.onset_weight > 0 and self.training:
-                fpt = model.preset.audio.frames_per_token
-                w = onset_weights(batch["mel"].float().to(x1.device), fpt, self.onset_weight)
-                losses.append(weighted_flow_loss(v, x0, x1, w))
+            if direction == "v2a" and self.training and (self.onset_weight or self.silent_weight):
+                losses.append(weighted_flow_loss(v, x0, x1, self.v2a_weights(batch, x1)))
             else:
                 losses.append(flow.loss(v, x0, x1))
             if direction == "v2a" and self.contact_head is not None and self.training:
