@@ -71,9 +71,11 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, out_dim or dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.is_cuda and not torch.is_grad_enabled() and x.dtype in (torch.bfloat16, torch.float16):
-            # inference on a GPU: the GELU runs in cuBLASLt's epilogue of the first product
-            # (tanh form, as self.act) instead of a second pass over the hidden activations
+        half = x.dtype in (torch.bfloat16, torch.float16) and x.dtype == self.fc1.weight.dtype
+        if x.is_cuda and half and not torch.is_grad_enabled():
+            # inference on a GPU in a half dtype (not under autocast, whose weights stay float32):
+            # the GELU runs in cuBLASLt's epilogue of the first product (tanh form, as self.act)
+            # instead of a second pass over the hidden activations
             h = torch._addmm_activation(
                 self.fc1.bias, x.flatten(0, -2), self.fc1.weight.t(), use_gelu=True
             )
