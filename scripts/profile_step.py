@@ -23,10 +23,11 @@ from avlink_cli.avlink import AVLink
 from avlink_cli.pipeline import Engine, resolve_device, resolve_dtype
 from avlink_cli.presets import get_preset
 
-KINDS = [  # (kind, substrings of the kernel name), first match wins
+KINDS = [  # (kind, substrings of the kernel name), first match wins: inductor's kernels first,
+    # since their names list the ops they fuse ("..._scaled_dot_product_cudnn_attention_...")
+    ("triton (fused pointwise / norms)", ("triton",)),
     ("attention", ("fmha", "flash", "cudnn", "attention", "attn")),
     ("matmul", ("gemm", "xmma", "cutlass", "nvjet", "matmul", "sm90")),
-    ("triton (fused pointwise / norms)", ("triton",)),
 ]
 
 
