@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import contextlib
 import resource
+import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -190,26 +192,22 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     return rss / (2**20 if sys.platform == "darwin" else 2**10), "process peak RSS"
 
 
-def bench_sampling(
-    preset: Preset | str,
+def sampling_run(
+    preset: Preset,
     *,
     device: str = "auto",
     dtype: str = "auto",
     batch_size: int = 1,
-    steps: int = 25,
     direction: str = "v2a",
     cfg: float = 3.0,
     sampler: str = "euler",
     compile: bool = False,
     cuda_graphs: bool = False,
     sdpa: str = "auto",
-    repeats: int = 1,
-) -> dict[str, Any]:
-    """Time `steps` sampling steps of `batch_size` clips with random weights (after a warm-up
-    call) and relate them to the analytic FLOPs, the device's spec peak and, on a GPU, the rate
-    of a large matmul measured here. sdpa: attention kernel order (SDPA_ORDERS)."""
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    sdpa_order(sdpa)  # an unknown name fails here, before the model is built
+) -> tuple[Engine, Callable[[int], float]]:
+    """AV-Link of a preset with random weights (seed 0) on the device in the compute dtype, and
+    run(n_steps): batched sampling of fresh random inputs for one window (text encoding and the
+    conditioning cache included, decoding not), in seconds between device synchronisations."""
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     torch.manual_seed(0)
@@ -241,6 +239,63 @@ def bench_sampling(
         _sync(dev)
         return time.perf_counter() - t0
 
+    return engine, run
+
+
+def median_ms(fn: Callable[[], object], reps: int = 20) -> float:
+    """Median milliseconds of fn() over `reps` calls after 3 warm-up calls: CUDA events around
+    each call on a GPU, the wall clock otherwise."""
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        if torch.cuda.is_available():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def bench_sampling(
+    preset: Preset | str,
+    *,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int = 1,
+    steps: int = 25,
+    direction: str = "v2a",
+    cfg: float = 3.0,
+    sampler: str = "euler",
+    compile: bool = False,
+    cuda_graphs: bool = False,
+    sdpa: str = "auto",
+    repeats: int = 1,
+) -> dict[str, Any]:
+    """Time `steps` sampling steps of `batch_size` clips with random weights (after a warm-up
+    call) and relate them to the analytic FLOPs, the device's spec peak and, on a GPU, the rate
+    of a large matmul measured here. sdpa: attention kernel order (SDPA_ORDERS)."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    sdpa_order(sdpa)  # an unknown name fails here, before the model is built
+    engine, run = sampling_run(
+        preset,
+        device=device,
+        dtype=dtype,
+        batch_size=batch_size,
+        direction=direction,
+        cfg=cfg,
+        sampler=sampler,
+        compile=compile,
+        cuda_graphs=cuda_graphs,
+        sdpa=sdpa,
+    )
+    model, dev, dt = engine.model, engine.device, engine.dtype
     run(2 if compile else 1)  # warm-up: kernels, allocator, compilation
     _reset_memory(dev)
     seconds = min(run(steps) for _ in range(max(1, repeats)))

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import statistics
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from avlink_cli.bench import median_ms
 
 # (name, batch, heads, queries, keys, head width, text mask): V2A at batch 16 (A2V doubles the
 # video rows with CFG); 4320 video tokens, 4445 audio + video tokens in a Fusion Block, 48 text keys
@@ -49,26 +49,6 @@ def inputs(b: int, h: int, n: int, m: int, d: int, masked: bool, gen: torch.Gene
         lengths = torch.randint(5, m + 1, (b,), device=dev, generator=gen)
         mask = (torch.arange(m, device=dev)[None] < lengths[:, None])[:, None, None, :]
     return q, k, v, mask
-
-
-def time_ms(fn, reps: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    if not torch.cuda.is_available():  # a dry run on the CPU: wall clock
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(1e3 * (time.perf_counter() - t0))
-        return statistics.median(times)
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -103,7 +83,7 @@ def main() -> None:
                 try:
                     out = call()
                     err = ((out[:1].float() - ref).norm() / ref.norm()).item()
-                    ms = time_ms(call, args.reps)
+                    ms = median_ms(call, args.reps)
                     row |= {"ms": ms, "tflops": flop / ms / 1e9, "rel_err": err}
                 except RuntimeError as e:
                     why = " | ".join(str(w.message) for w in caught) or str(e)

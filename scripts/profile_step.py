@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from avlink_cli.avlink import AVLink
-from avlink_cli.pipeline import Engine, resolve_device, resolve_dtype
+from avlink_cli.bench import median_ms, sampling_run
 from avlink_cli.presets import get_preset
 
 KINDS = [  # (kind, substrings of the kernel name), first match wins: inductor's kernels first,
@@ -46,26 +45,14 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args()
-    dev = resolve_device(args.device)
-    dt = resolve_dtype("auto", dev)
-    torch.manual_seed(0)
-    with torch.device(dev):
-        model = AVLink(get_preset(args.preset))
-    engine = Engine(model, device=dev, dtype=dt, compile=args.compile)
-    (n_gen, d_gen), (n_cnd, d_cnd) = engine.token_shape(args.direction)
-    b = args.batch_size
-
-    def run(steps: int) -> None:
-        engine.sample(
-            args.direction,
-            torch.randn(b, n_cnd, d_cnd, device=dev),
-            prompts=["a wooden ball bounces on a metal floor"] * b,
-            negative_prompts=[""] * b,
-            steps=steps,
-            cfg=3.0,
-            x0=torch.randn(b, n_gen, d_gen, device=dev),
-            cond_noise=torch.randn(b, n_cnd, d_cnd, device=dev),
-        )
+    engine, run = sampling_run(
+        get_preset(args.preset),
+        device=args.device,
+        batch_size=args.batch_size,
+        direction=args.direction,
+        compile=args.compile,
+    )
+    dev, dt, model, b = engine.device, engine.dtype, engine.model, args.batch_size
 
     t0 = time.perf_counter()
     run(2)
@@ -121,15 +108,7 @@ def epilogue(preset, batch: int, dev: torch.device, dt: torch.dtype) -> None:
     for name, fn in (("linear + gelu", two), ("_addmm_activation(gelu)", fused)):
         out = fn()
         err = ((out[:512].float() - ref).norm() / ref.norm()).item()
-        for _ in range(3):
-            fn()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(20):
-            fn()
-        end.record()
-        end.synchronize()
-        ms = start.elapsed_time(end) / 20
+        ms = median_ms(fn)
         print(f"fc1 ({m}x{c} @ {c}x{hidden}) {name}: {ms:.3f} ms, rel. error {err:.1e}")
 
 
