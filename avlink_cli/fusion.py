@@ -124,18 +124,16 @@ class FusionStream(nn.Module):
             [self.dim, self.dim, self.width, self.width, self.width, self.dim], dim=-1
         )
 
-    def enter(
-        self, x: Tensor, mods: tuple[Tensor, ...], motion: Tensor | None = None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def enter(self, x: Tensor, mods: tuple[Tensor, ...], motion: Tensor | None = None) -> Tensor:
         """Steps 1-2: x (B, N, C) [, this block's motion term (B, N, D) from
-        `Fusion.motion_terms`] -> h (B, N, D) and its q, k, v (B, H, N, D / H)."""
+        `Fusion.motion_terms`] -> h (B, N, D), which `attn` turns into q, k, v."""
         shift1, scale1 = mods[0], mods[1]
         h = self.proj_in(modulate(self.norm1(x), shift1, scale1))  # (B, N, D)
         if self.motion is not None:
             if motion is None:
                 raise ValueError("this Fusion Block reads motion features: pass motion_v")
             h = h + motion
-        return (h, *self.attn.heads_of(h))
+        return h
 
     def leave(self, x: Tensor, h: Tensor, o: Tensor, mods: tuple[Tensor, ...]) -> Tensor:
         """Steps 5-9: attention output o (B, N, D) -> updated stream x (B, N, C)."""
@@ -167,6 +165,20 @@ class FusionBlock(nn.Module):
             context_dim=context_dim,
         )
 
+    def joint_attention_fused(self, h_a: Tensor, h_v: Tensor, pe: Tensor) -> Tensor | None:
+        """GPU inference: the joint attention with each stream's q/k norm and RoPE written
+        straight into the joint (audio ; video) buffer by one kernel (kernels.py), in place of
+        the concatenation -> (B, N_a + N_v, D); None where that kernel cannot run."""
+        b, n_a, width = h_a.shape
+        heads = self.audio.attn.heads
+        qk = h_a.new_empty(2, b, n_a + h_v.shape[1], heads, width // heads)
+        v_a = self.audio.attn.rotated_into(h_a, pe, qk, offset=0)
+        if v_a is None:
+            return None
+        v_v = self.video.attn.rotated_into(h_v, pe, qk, offset=n_a)
+        q, k = qk.transpose(2, 3)  # (B, H, N_a + N_v, d) views of token-major q and k
+        return attention(q, k, torch.cat([v_a, v_v], dim=1).transpose(1, 2))
+
     def forward(
         self,
         x_a: Tensor,
@@ -188,14 +200,16 @@ class FusionBlock(nn.Module):
         """
         n_a = x_a.shape[1]
         mods_a, mods_v = self.audio.modulations(c_a), self.video.modulations(c_v)
-        h_a, q_a, k_a, v_a = self.audio.enter(x_a, mods_a)
-        h_v, q_v, k_v, v_v = self.video.enter(x_v, mods_v, motion_v)
-        q, k, v = (
-            torch.cat(pair, dim=2) for pair in ((q_a, q_v), (k_a, k_v), (v_a, v_v))
-        )  # (B, H, N_a + N_v, d)
-        o_a, o_v = attention(q, k, v, pe=pe).split(
-            [n_a, x_v.shape[1]], dim=1
-        )  # (B, N_a, D), (B, N_v, D)
+        h_a, h_v = self.audio.enter(x_a, mods_a), self.video.enter(x_v, mods_v, motion_v)
+        o = self.joint_attention_fused(h_a, h_v, pe)
+        if o is None:
+            q_a, k_a, v_a = self.audio.attn.heads_of(h_a)
+            q_v, k_v, v_v = self.video.attn.heads_of(h_v)
+            q, k, v = (
+                torch.cat(pair, dim=2) for pair in ((q_a, q_v), (k_a, k_v), (v_a, v_v))
+            )  # (B, H, N_a + N_v, d)
+            o = attention(q, k, v, pe=pe)  # (B, N_a + N_v, D)
+        o_a, o_v = o.split([n_a, x_v.shape[1]], dim=1)  # (B, N_a, D), (B, N_v, D)
         if update_a:
             x_a = self.audio.leave(x_a, h_a, o_a, mods_a)
         if update_v:
