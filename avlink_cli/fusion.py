@@ -176,6 +176,8 @@ class FusionBlock(nn.Module):
         if v_a is None:
             return None
         v_v = self.video.attn.rotated_into(h_v, pe, qk, offset=n_a)
+        if v_v is None:  # the streams differ in dtype or device: not a model this builds
+            return None
         q, k = qk.transpose(2, 3)  # (B, H, N_a + N_v, d) views of token-major q and k
         return attention(q, k, torch.cat([v_a, v_v], dim=1).transpose(1, 2))
 
