@@ -120,9 +120,16 @@ def qk_norm_rope_into(
     k in the next, each token's row contiguous) into out (2, B, M, H, d) at tokens offset ..
     offset + N, rotated by pe rows offset .. offset + N (P, d / 2, 2). block: (token, head) rows
     a program."""
+    b, n, _ = src.shape
     heads, d = out.shape[-2:]
-    if not head_width_ok(d) or src.stride(-1) != 1 or not out.is_contiguous():
-        raise ValueError("qk_norm_rope needs a power-of-two head width and row-contiguous inputs")
+    if not head_width_ok(d) or src.stride(-1) != 1 or src.stride(0) != n * src.stride(1):
+        raise ValueError("qk_norm_rope needs a power-of-two head width and (B, N) rows in order")
+    if not out.is_contiguous() or out.shape[:2] != (2, b) or out.shape[2] < offset + n:
+        raise ValueError(
+            f"qk_norm_rope: output {tuple(out.shape)} cannot take {n} tokens at {offset}"
+        )
+    if pe.shape[0] < offset + n or 2 * pe.shape[1] != d:
+        raise ValueError(f"qk_norm_rope: RoPE table {tuple(pe.shape)} too short or not {d} wide")
     _qk_norm_rope_into(
         src, out, wq.float(), wk.float(), pe.float().contiguous(), heads, offset, eps, block
     )

@@ -59,6 +59,13 @@ CHECK = textwrap.dedent(
             assert ((got - want).abs() <= tol).all(), (got - want).abs().max().item()
             if dev == "cuda":  # round to nearest as PyTorch does: nearly all bit-identical
                 assert (got == want).float().mean() > 0.9
+    try:  # a RoPE table shorter than the tokens it must rotate is refused, not read past
+        kernels.qk_norm_rope_into(attn.qkv(x), qk, attn.q_norm.weight, attn.k_norm.weight,
+                                  pe[:-1], offset=offset, eps=attn.q_norm.eps)
+    except ValueError as e:
+        assert "too short" in str(e)
+    else:
+        raise AssertionError("short RoPE table accepted")
     print("ok")
     """
 )
