@@ -102,14 +102,19 @@ class SelfAttention(nn.Module):
         q, k, v = (split_heads(z, self.heads) for z in self.qkv(x).chunk(3, dim=-1))
         return self.q_norm(q), self.k_norm(k), v
 
-    def rotated_into(self, x: Tensor, pe: Tensor, qk: Tensor, offset: int = 0) -> Tensor | None:
-        """GPU inference: write x's normalised, rotated q and k into tokens offset .. offset + N
+    def can_fuse(self, x: Tensor, pe: Tensor) -> bool:
+        """Whether `rotated_into`'s kernel runs here: GPU inference in a half dtype with Triton
+        (kernels.available), a power-of-two head width, one pe for the whole batch."""
+        return (
+            kernels.available(x)
+            and kernels.head_width_ok(self.q_norm.weight.shape[0])
+            and pe.dim() == 3
+        )
+
+    def rotated_into(self, x: Tensor, pe: Tensor, qk: Tensor, offset: int = 0) -> Tensor:
+        """Where `can_fuse`: write x's normalised, rotated q and k into tokens offset .. offset + N
         of qk (2, B, M, H, d) in one kernel (kernels.qk_norm_rope_into), pe rows offset onward
-        rotating them; return v (B, N, H, d). None, writing nothing, where the kernel cannot run
-        (CPU, autograd, no Triton, a per-sample pe): use `heads_of` and `apply_rope` there."""
-        ok = kernels.available(x) and kernels.head_width_ok(qk.shape[-1]) and pe.dim() == 3
-        if not (ok and qk.dtype == x.dtype):
-            return None
+        rotating them; return v (B, N, H, d). Elsewhere use `heads_of` and `apply_rope`."""
         qkv = self.qkv(x)  # (B, N, 3C)
         c = qkv.shape[-1] // 3
         kernels.qk_norm_rope_into(
@@ -118,13 +123,12 @@ class SelfAttention(nn.Module):
         return qkv[..., 2 * c :].unflatten(-1, (self.heads, -1))
 
     def forward(self, x: Tensor, pe: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
-        if pe is not None and kernels.available(x):
+        if pe is not None and self.can_fuse(x, pe):
             b, n, c = x.shape
             qk = x.new_empty(2, b, n, self.heads, c // self.heads)
             v = self.rotated_into(x, pe, qk)
-            if v is not None:
-                q, k = qk.transpose(2, 3)  # (B, H, N, d) views of token-major q and k
-                return self.proj(attention(q, k, v.transpose(1, 2), mask=mask))
+            q, k = qk.transpose(2, 3)  # (B, H, N, d) views of token-major q and k
+            return self.proj(attention(q, k, v.transpose(1, 2), mask=mask))
         q, k, v = self.heads_of(x)
         return self.proj(attention(q, k, v, pe=pe, mask=mask))  # (B, N, C)
 

@@ -169,15 +169,13 @@ class FusionBlock(nn.Module):
         """GPU inference: the joint attention with each stream's q/k norm and RoPE written
         straight into the joint (audio ; video) buffer by one kernel (kernels.py), in place of
         the concatenation -> (B, N_a + N_v, D); None where that kernel cannot run."""
+        if not (self.audio.attn.can_fuse(h_a, pe) and self.video.attn.can_fuse(h_v, pe)):
+            return None
         b, n_a, width = h_a.shape
         heads = self.audio.attn.heads
         qk = h_a.new_empty(2, b, n_a + h_v.shape[1], heads, width // heads)
         v_a = self.audio.attn.rotated_into(h_a, pe, qk, offset=0)
-        if v_a is None:
-            return None
         v_v = self.video.attn.rotated_into(h_v, pe, qk, offset=n_a)
-        if v_v is None:  # the streams differ in dtype or device: not a model this builds
-            return None
         q, k = qk.transpose(2, 3)  # (B, H, N_a + N_v, d) views of token-major q and k
         return attention(q, k, torch.cat([v_a, v_v], dim=1).transpose(1, 2))
 
