@@ -34,6 +34,8 @@ LR = {"vocoder": 2e-3, "audio": 6e-4, "video": 6e-4, "fusion": 1e-3}
 # the shipped Fusion's recipe (README: one command, twice as long, matches the shipped Fusion)
 STAGE_FLAGS = {"fusion": ["--contact-hint", "0", "--onset-weight", "3"]}
 CLIPS = {"cuda": (8000, 128), "cpu": (2000, 64)}  # training and validation clips
+# sampling defaults written into the folder, as the shipped model's (README: chosen on validation)
+SAMPLING = {"cfg": {"v2a": 4.0, "a2v": 8.0}, "steps": {"v2a": 16, "a2v": 25}}
 
 
 def avlink(args: list[str]) -> list[dict]:
@@ -89,8 +91,9 @@ def main() -> None:
             flush=True,
         )
     shutil.rmtree(scratch, ignore_errors=True)
-    # what is left, less about 20 s a stage for starting Python and loading and saving the model
-    left = 60 * a.budget_minutes - (time.time() - t0) - 20 * len(share)
+    # what is left, less a reserve a stage for starting Python and loading and saving the model
+    reserve = min(20.0, 3.0 * a.budget_minutes)  # seconds; about 20 for avsynth-s
+    left = 60 * a.budget_minutes - (time.time() - t0) - reserve * len(share)
     if left <= 0:
         sys.exit("the budget was spent on rendering and calibration; give more minutes")
     plan = {st: max(50, int(share[st] * left / rates[st])) for st in share}
@@ -104,17 +107,26 @@ def main() -> None:
                 *STAGE_FLAGS.get(stage, []), *common]  # fmt: skip
         summaries += avlink(args)
         print(json.dumps(summaries[-1]), flush=True)
+    record = {
+        "command": " ".join(sys.argv),
+        "plan": plan,
+        "ms_per_step": {k: round(1000 * v, 1) for k, v in rates.items()},
+        "stages": summaries,
+        "seconds": round(time.time() - t0),
+    }
+    set_meta(a.out, SAMPLING | {"train_default": record})
     print(f"total {time.time() - t0:.0f} s", flush=True)
-    (a.out / "TRAINING.json").write_text(
-        json.dumps(
-            {
-                "plan": plan,
-                "ms_per_step": {k: 1000 * v for k, v in rates.items()},
-                "stages": summaries,
-            },
-            indent=2,
-        )
-    )
+    (a.out / "TRAINING.json").write_text(json.dumps(record, indent=2))
+
+
+def set_meta(folder: Path, meta: dict) -> None:
+    """Merge `meta` into the folder's model.json (components kept, manifest rewritten)."""
+    import torch
+
+    from avlink_cli.checkpoint import load_model, save_model
+
+    loaded = load_model(folder, device=torch.device("cpu"))
+    save_model(folder, loaded.model, components=[], meta=meta)
 
 
 if __name__ == "__main__":

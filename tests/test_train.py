@@ -294,3 +294,27 @@ def test_motion_context_learns_to_mark_contacts():
     assert loss_end < 0.8 * loss_start, (loss_start, loss_end)
     # 0.69 here (16x16 frames, 8 fps); 0.75 after 200 steps at avsynth-s's 32x32, 12 fps
     assert end > 0.63 and end > start + 0.08, (start, end)
+
+
+def test_train_default_script_makes_a_complete_folder_within_its_budget(tmp_path, cache_dir):
+    """scripts/train_default.py, the one command that remakes the default model: calibrates,
+    plans steps from what is left of the budget, trains the four stages with the shipped Fusion
+    recipe, and leaves a complete folder and its TRAINING.json record."""
+    out = tmp_path / "model"
+    cmd = [sys.executable, str(Path(__file__).parents[1] / "scripts" / "train_default.py"),
+           "--out", str(out), "--preset", "tiny", "--budget-minutes", "1", "--device", "cpu",
+           "--clips", "16", "--val-clips", "4", "--workers", "1", "--calib-steps", "3",
+           "--cache", str(cache_dir)]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    record = json.loads((out / "TRAINING.json").read_text())
+    assert list(record["plan"]) == list(STAGES)
+    assert [s["stage"] for s in record["stages"]] == list(STAGES)
+    assert all(s["steps"] > 0 for s in record["stages"])
+    fusion_cmd = [line for line in res.stdout.splitlines() if line.startswith("+ avlink train fusion --out " + str(out))]  # fmt: skip
+    assert len(fusion_cmd) == 1 and "--onset-weight 3" in fusion_cmd[0]
+    assert "--contact-hint 0" in fusion_cmd[0]
+    loaded = load_model(out, device=torch.device("cpu"))  # the manifest verifies
+    assert loaded.complete and loaded.meta["steps"] == {"v2a": 16, "a2v": 25}
+    assert loaded.meta["train_default"]["plan"] == record["plan"]
+    assert not out.with_name("model.calibration").exists()
