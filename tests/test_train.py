@@ -311,7 +311,7 @@ def test_train_default_script_makes_a_complete_folder_within_its_budget(tmp_path
     assert list(record["plan"]) == list(STAGES)
     assert [s["stage"] for s in record["stages"]] == list(STAGES)
     assert all(s["steps"] > 0 for s in record["stages"])
-    fusion_cmd = [line for line in res.stdout.splitlines() if line.startswith("+ avlink train fusion --out " + str(out))]  # fmt: skip
+    fusion_cmd = [line for line in res.stdout.splitlines() if line.startswith(f"+ avlink train fusion --out {out} ")]  # fmt: skip
     assert len(fusion_cmd) == 1 and "--onset-weight 3" in fusion_cmd[0]
     assert "--contact-hint 0" in fusion_cmd[0]
     loaded = load_model(out, device=torch.device("cpu"))  # the manifest verifies
