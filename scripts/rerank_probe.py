@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from contact_probe import auc  # scripts/ is on the path when run as a script
 
 from avlink_cli import flow, media
 from avlink_cli.checkpoint import load_model
@@ -39,15 +40,6 @@ def context_by_frame(model, frames: torch.Tensor, seed: int = 0) -> torch.Tensor
     with torch.no_grad():
         c = model.fusion.context_features(x)
     return c.unflatten(1, (preset.n_frames, -1)).mean(2)  # (B, T, W)
-
-
-def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    order = np.argsort(s)
-    rank = np.empty(len(s))
-    rank[order] = np.arange(1, len(s) + 1)
-    pos = y > 0.5
-    n1, n0 = pos.sum(), (~pos).sum()
-    return float((rank[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
 def dilate(x: np.ndarray) -> np.ndarray:
@@ -114,7 +106,7 @@ def main() -> None:
         events = json.loads(Path(clip["sidecar"]).read_text())["events"]
         labels.append(contact_frames([events], preset)[0])
     p_all = np.concatenate([probs[k] for k in names])
-    print(f"read-out ROC AUC per frame: {roc_auc(np.concatenate(labels), p_all):.3f}")
+    print(f"read-out ROC AUC per frame: {auc(p_all, np.concatenate(labels).astype(int)):.3f}")
     found = missed = extra = 0
     for name in names:
         ev, p = np.array(runs[0][name]["event_times"]), probs[name]
@@ -135,6 +127,10 @@ def main() -> None:
             f" silent {picked[~sound].mean():.3f})"
         )
 
+    truth = {  # the true contact frames, the ceiling of any contact reader
+        n: contact_frames([[{"time": t} for t in runs[0][n]["event_times"]]], preset)[0]
+        for n in names
+    }
     show("each run alone, mean", acc.mean(0))
     for k in range(2, len(runs) + 1):
         print(f"K = {k}")
@@ -142,10 +138,6 @@ def main() -> None:
             [[pick_score(probs[n], r[n]["gen_onset_times"], fps) for n in names] for r in runs[:k]]
         )
         show("pick by the read-out", acc[by_readout.argmax(0), cols])
-        truth = {
-            n: contact_frames([[{"time": t} for t in runs[0][n]["event_times"]]], preset)[0]
-            for n in names
-        }
         by_truth = np.array(
             [[pick_score(truth[n].astype(float), r[n]["gen_onset_times"], fps) for n in names]
              for r in runs[:k]]
