@@ -8,8 +8,9 @@ Every sampling step becomes v = cfg(v_c, v_u) + scale * (v_c - v_s): v_c and v_u
 conditional and unconditional velocities, v_s the Fusion's velocity for the conditioning with its
 timing removed. For dub that is the video held at its first frame (nothing moves, the scene is the
 same); for animate, the audio replaced by its mean token (the same sound spread evenly, no events).
-Whatever is not an argument of this script goes to the avlink CLI unchanged; --scale 0 is plain
-avlink. It costs one more Fusion pass per step. README ("What we know about why") has the scores.
+Whatever is not an argument of this script goes to the avlink CLI unchanged; --scale 0 samples
+what avlink does (to float rounding). It costs one more Fusion pass per step. The scores are in
+README.md, "What we know about why".
 """
 
 from __future__ import annotations
