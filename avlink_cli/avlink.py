@@ -341,7 +341,7 @@ class AVLink(nn.Module):
             h = h_gen if uncond_ctx is None else torch.cat([h_gen, h[batch:]])
         for gblock in gdit.blocks[done:]:
             h = gblock(h, c, pe_gen, ctx)
-        v = gdit.head(h, c).to(x.dtype)  # (B', N_gen, token_dim)
+        v = gdit.velocity_of(gdit.head(h, c), x, t)  # (B', N_gen, token_dim)
         return (v,) if uncond_ctx is None else tuple(v.chunk(2))
 
 

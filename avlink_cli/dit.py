@@ -4,7 +4,9 @@ to text tokens, MLP), shared by audio (1D RoPE over token index) and video (3D R
 
 The box is open: `embed`, `blocks` and `head` are public so AV-Link can run two backbones block
 by block with Fusion Blocks between them; `forward` is exactly that loop with nothing between.
-Flow time t: 0 is noise, 1 is data; the network predicts the velocity x1 - x0.
+Flow time t: 0 is noise, 1 is data. The head predicts the velocity x1 - x0 or the clean tokens
+x1 (DiTConfig.prediction); `velocity_of` turns either into the velocity, which is what the loss
+and the samplers see.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from .presets import DiTConfig
 
 if TYPE_CHECKING:
     from .text import TextContext
+
+X_PRED_MIN_GAP = 0.05  # x-prediction's velocity divides by max(1 - t, this)
 
 
 class QKNorm(nn.Module):
@@ -275,13 +279,23 @@ class DiT(nn.Module):
                 f"expected tokens (B, {self.n_tokens}, {self.token_dim}), got {tuple(x.shape)}"
             )
 
+    def velocity_of(self, out: Tensor, x: Tensor, t: Tensor) -> Tensor:
+        """The head's output (B, N, token_dim) for tokens x at flow times t (B,) -> velocity.
+
+        prediction "v": the output is the velocity. "x": the output is the clean tokens x1, and
+        v = (x1 - x_t) / (1 - t), with 1 - t held at 0.05 or more (the straight path's velocity,
+        bounded where t nears 1)."""
+        if self.cfg.prediction == "v":
+            return out.to(x.dtype)
+        left = (1 - t.float()).clamp(min=X_PRED_MIN_GAP).view(-1, *([1] * (x.dim() - 1)))
+        return ((out.float() - x.float()) / left).to(x.dtype)
+
     def forward(self, x: Tensor, t: Tensor | float, ctx: TextContext) -> Tensor:
         """x (B, N, token_dim) at flow time t -> predicted velocity (B, N, token_dim)."""
         self.check_tokens(x)
-        h, c = self.embed(
-            x.to(self.embed.proj.weight.dtype), as_time(t, x.shape[0], device=x.device)
-        )
+        t = as_time(t, x.shape[0], device=x.device)
+        h, c = self.embed(x.to(self.embed.proj.weight.dtype), t)
         pe = self.rope(device=x.device)
         for block in self.blocks:
             h = block(h, c, pe, ctx)  # (B, N, C)
-        return self.head(h, c).to(x.dtype)
+        return self.velocity_of(self.head(h, c), x, t)

@@ -149,8 +149,8 @@ class Engine:
     """A model ready to sample: AV-Link on a device in a compute dtype, plus its vocoder.
 
     Sampling defaults (steps, CFG scale, time shift) come from the model folder's `meta`
-    ("steps", "cfg", "shift") when it has them; "steps" and "cfg" may be given per direction,
-    as {"v2a": ..., "a2v": ...}.
+    ("steps", "cfg", "shift") when it has them; each may be given per direction, as
+    {"v2a": ..., "a2v": ...}. The shift defaults to the generated DiT's own t_shift.
     """
 
     def __init__(
@@ -224,9 +224,9 @@ class Engine:
         value = self.meta.get(key, fallback)
         return value.get(direction, fallback) if isinstance(value, dict) else value
 
-    @property
-    def shift(self) -> float:
-        return float(self.meta.get("shift", 1.0))
+    def default_shift(self, direction: str) -> float:
+        gen = "audio" if direction == "v2a" else "video"
+        return float(self._default("shift", direction, self.model.dit(gen).cfg.t_shift))
 
     # --- media <-> tokens, one window ------------------------------------------------------------
     def encode(self, direction: str, media: Tensor) -> Tensor:
@@ -309,7 +309,7 @@ class Engine:
             known, mask = known.to(dev, torch.float32), known_mask.to(dev)
             v = inpainted(v, x0, known, mask)
         step_cb = None if callback is None else (lambda i, n, x: callback(i, n))
-        x = flow.sample(v, x0, steps=steps, method=sampler, shift=self.shift, callback=step_cb)
+        x = flow.sample(v, x0, steps=steps, method=sampler, shift=self.default_shift(direction), callback=step_cb)
         if known is not None and known_mask is not None:
             x = torch.where(mask[..., None], known, x)  # exact at t = 1, not only to rounding
         return x

@@ -81,6 +81,24 @@ class DiTConfig:
     depth: int
     heads: int
     mlp_ratio: float = 4.0
+    # What the head outputs: "v", the velocity x1 - x0 (folders written before this field), or
+    # "x", the clean tokens x1, from which the velocity is derived (dit.DiT.velocity_of). A
+    # velocity holds the full noise x0; when tokens are wider than the stream (a 16x16x3 video
+    # patch is 768 values through 160) the head cannot carry it and v-prediction stays at its
+    # noise floor, while the clean tokens are low-dimensional and can be learned (JiT, Li & He,
+    # arXiv 2511.13720).
+    prediction: str = "v"
+    # Noise shift of this generator's flow times (flow.shift_time), in training and in the
+    # sampling grid: s > 1 spends more of both near noise. Tokens that repeat across a clip (a
+    # still background over 48 frames) are decided at t of a few hundredths, where a uniform
+    # grid takes one step; folders written before this field have 1.
+    t_shift: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.prediction not in ("v", "x"):
+            raise ValueError(f"prediction must be 'v' or 'x', got {self.prediction!r}")
+        if not self.t_shift > 0:
+            raise ValueError(f"t_shift must be positive, got {self.t_shift}")
 
 
 @dataclass(frozen=True)
@@ -251,7 +269,9 @@ AVSYNTH_S = register(
         # 16x16 patches: 4 tokens a frame, 192 for a clip; sized so 16 clips dub at over 1
         # clip/s on 2 CPU cores (25 steps with CFG), while 12 fps keeps contacts 83 ms apart
         video=VideoSpec(fps=12.0, height=32, width=32, patch=(1, 16, 16)),
-        video_dit=DiTConfig(width=160, depth=6, heads=5),
+        # x-prediction: 768-value patches through a 160-wide stream (DiTConfig.prediction);
+        # noise shift 6: a clip's still background is decided near t = 0.02 (DiTConfig.t_shift)
+        video_dit=DiTConfig(width=160, depth=6, heads=5, prediction="x", t_shift=6.0),
         audio_dit=DiTConfig(width=160, depth=6, heads=5),
         fusion=FusionConfig(blocks=3, width=160, heads=5, motion=True, motion_context=128),
         text=TextConfig(width=128, depth=2, heads=4),

@@ -99,11 +99,13 @@ class GeneratorStage(nn.Module):
     """Trains `model.<modality>_dit` (and the text encoder when `train_text`)."""
 
     def __init__(
-        self, model: AVLink, modality: str, *, p_uncond: float = 0.2, t_shift: float = 1.0
+        self, model: AVLink, modality: str, *, p_uncond: float = 0.2, t_shift: float | None = None
     ):
+        """t_shift: the noise shift of training times; default the DiT's own (DiTConfig)."""
         super().__init__()
         self.model, self.modality = model, modality
-        self.p_uncond, self.t_shift = p_uncond, t_shift
+        self.p_uncond = p_uncond
+        self.t_shift = model.dit(modality).cfg.t_shift if t_shift is None else t_shift
 
     def forward(self, batch: dict[str, Tensor], rand: Rand) -> Tensor:
         x1 = clean_tokens(self.model.preset, batch, self.modality)
