@@ -309,7 +309,14 @@ class Engine:
             known, mask = known.to(dev, torch.float32), known_mask.to(dev)
             v = inpainted(v, x0, known, mask)
         step_cb = None if callback is None else (lambda i, n, x: callback(i, n))
-        x = flow.sample(v, x0, steps=steps, method=sampler, shift=self.default_shift(direction), callback=step_cb)
+        x = flow.sample(
+            v,
+            x0,
+            steps=steps,
+            method=sampler,
+            shift=self.default_shift(direction),
+            callback=step_cb,
+        )
         if known is not None and known_mask is not None:
             x = torch.where(mask[..., None], known, x)  # exact at t = 1, not only to rounding
         return x

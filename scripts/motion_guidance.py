@@ -74,7 +74,9 @@ def guided_sample(scale: float):
             known, known_mask = known.to(dev, torch.float32), known_mask.to(dev)
             v = inpainted(v, x0, known, known_mask)
         step_cb = None if callback is None else (lambda i, n, x: callback(i, n))
-        x = flow.sample(v, x0, steps=steps, method=sampler, shift=self.default_shift("v2a"), callback=step_cb)
+        x = flow.sample(
+            v, x0, steps=steps, method=sampler, shift=self.default_shift("v2a"), callback=step_cb
+        )
         if known is not None and known_mask is not None:
             x = torch.where(known_mask[..., None], known, x)
         return x
