@@ -79,6 +79,7 @@ class GenOptions:
     mix_original: float | None = None  # dub only: gain of the input's own soundtrack
     batch_size: int = GEN_BATCH  # clips sampled together on the device
     overlap: float = 1.0  # seconds shared by consecutive windows of a long input
+    size: tuple[int, int] | None = None  # animate only: (width, height) the video is scaled to
 
 
 @dataclass
@@ -346,6 +347,7 @@ def run(
                     job.outs[n],
                     out[n],
                     mix_original=gen.mix_original,
+                    size=gen.size,
                     overwrite=overwrite,
                 )
             res.duration = job.info.duration * len(job.todo)

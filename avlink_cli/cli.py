@@ -304,6 +304,24 @@ def dub(
     raise typer.Exit(code)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (W, H), both even and 2 to 4096; a usage error (exit 2) otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise typer.BadParameter(f"{text!r}: expected WxH, e.g. 256x256")
+    w, h = int(parts[0]), int(parts[1])
+    if not (2 <= w <= 4096 and 2 <= h <= 4096) or w % 2 or h % 2:
+        raise typer.BadParameter(f"{text!r}: width and height must be even, from 2 to 4096")
+    return w, h
+
+
+def check_size(text: str | None) -> str | None:
+    """--size's callback: refuse a bad WxH before any work, keep the text."""
+    if text is not None:
+        parse_size(text)
+    return text
+
+
 @app.command()
 def animate(
     inputs: InputsArg,
@@ -314,6 +332,16 @@ def animate(
     cfg: CfgOpt = None,
     samples: SamplesOpt = 1,
     sampler: SamplerOpt = Sampler.euler,
+    size: Annotated[
+        str | None,
+        typer.Option(
+            "--size",
+            metavar="WxH",
+            help="Scale the written video to this size for viewing (nearest neighbour, even "
+            "numbers, e.g. 256x256). What is generated and scored stays at the model's size.",
+            callback=check_size,
+        ),
+    ] = None,
     overwrite: OverwriteOpt = False,
     batch_size: BatchSizeOpt = GEN_BATCH,
     manifest: ManifestOpt = None,
@@ -346,6 +374,7 @@ def animate(
             sampler=sampler.value,
             batch_size=batch_size,
             overlap=overlap,
+            size=None if size is None else parse_size(size),
         )
         opts = ModelOptions(
             model,

@@ -15,10 +15,19 @@ Per clip, where the inputs allow it (mode "v2a" keeps the audio metrics, "a2v" t
 - visual_timing_*: visual contact events of the generated video against the sidecar events,
   match_share: share of audio events (sidecar events, else the audio's onsets) with a visual
   event within +-1 frame, and match_chance: the share random times would get (a2v);
-- av_align: TempoTokens' AV-Align of the file's own audio and video (both modes).
+- av_align: TempoTokens' AV-Align of the file's own audio and video (both modes);
+- with a reference video (a2v, auto): match_share_true, the same detector and events on the
+  reference (the true render: the detector's ceiling), and `realism.clip_stats` of both videos
+  at the reference's size.
 
 The summary averages per-clip accuracy, AP, match share and AV-Align over clips (nan entries
-left out, as their counts say) and pools timing errors over all events of all clips. With
+left out, as their counts say) and pools timing errors over all events of all clips. For A2V
+with references it sets the generated videos against the true renders (`realism`: frame
+change, detail, Fréchet distance) and gives the sync score three ways: match_share on the
+generated videos, match_share_true on the true renders and match_chance, with
+sync_normalised = (share - chance) / (ceiling - chance). When the generated videos fail the
+realism check (frame change or detail beyond 1.5x of the renders'), sync_valid is false: the
+detector then fires on noise, and match_share is not a sync score. With
 sidecars it also gives onsets_per_event, generated onsets over true events: timing errors take
 each event's nearest onset, so audio with many more onsets than events (a ratio well above 1)
 gets small errors by chance, and its timing figures mean little.
@@ -33,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import media, metrics, motion, onsets, plots
+from . import media, metrics, motion, onsets, plots, realism
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +140,8 @@ def score_clip(
             rec["match_chance"] = metrics.match_chance(vis, fps=fps, duration=duration)
             if events is not None:
                 rec |= _timing("visual_timing", metrics.timing_errors(events, vis))
+            if reference is not None:
+                rec |= _against_true_video(generated, reference, audio_events, fps)
         if wav is not None:
             video_peaks = metrics.local_maxima_times(motion.flow_magnitude(flow), fps)
             rec["av_align"] = metrics.av_align(peaks / SR, video_peaks, fps=fps)
@@ -138,6 +149,30 @@ def score_clip(
         _plot(plot_path, rec, wav=wav, ref_wav=ref_wav, frames=frames, flow=flow, duration=duration)
         rec["plot"] = str(plot_path)
     return rec
+
+
+def _against_true_video(
+    generated: Path, reference: Path, audio_events: np.ndarray, fps: float
+) -> dict[str, Any]:
+    """A2V against the reference's true video: the detector's share on it (its ceiling) and
+    both videos' realism figures at the reference's own size and fps."""
+    ref = media.probe(reference)
+    if not ref.has_video:
+        return {}
+    ref_fps = float(ref.fps or fps)
+    hw = ref.display_hw
+    true = media.read_video(reference, fps=ref_fps, size=_analysis_size(hw))
+    vis_true = motion.visual_events(true, ref_fps)
+    gen = media.read_video(generated, fps=ref_fps, size=hw)
+    true_native = (
+        true if _analysis_size(hw) == hw else media.read_video(reference, fps=ref_fps, size=hw)
+    )
+    return {
+        "reference": str(reference),
+        "match_share_true": metrics.match_share(audio_events, vis_true, fps=ref_fps),
+        "realism": realism.clip_stats(gen),
+        "realism_true": realism.clip_stats(true_native),
+    }
 
 
 def _condfoleygen(wav: np.ndarray, ref_wav: np.ndarray) -> dict[str, Any]:
@@ -216,12 +251,45 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     n_events = sum(len(r["event_times"]) for r in with_events)
     if n_events:
         out["onsets_per_event"] = sum(len(r["onset_times"]) for r in with_events) / n_events
+    out |= _a2v_summary(records)
     for prefix in ("timing", "visual_timing"):
         lists = [r[f"{prefix}_errors_ms"] for r in records if f"{prefix}_errors_ms" in r]
         if lists:
             ms = np.array([np.nan if e is None else e for e in sum(lists, [])], dtype=np.float64)
             pooled = _timing(prefix, metrics.timing_stats(ms / 1000))
             out |= {k: v for k, v in pooled.items() if not k.endswith("_errors_ms")}
+    return out
+
+
+def _a2v_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Realism of the generated videos against the true renders, and the sync score three
+    ways (module notes); empty without reference videos."""
+    scored = [r for r in records if "realism" in r and "match_share" in r]
+    if not scored:
+        return {}
+    rep = realism.compare_stats([r["realism"] for r in scored], [r["realism_true"] for r in scored])
+    keys = ("match_share", "match_share_true", "match_chance")
+    timed = np.array([[r[k] for k in keys] for r in scored], dtype=np.float64)
+    timed = timed[~np.isnan(timed).any(1)]  # clips with events to match (not silent ones)
+    share, ceiling, chance = timed.mean(0) if len(timed) else (float("nan"),) * 3
+    ok = realism.passes(rep)
+    out: dict[str, Any] = {f"realism_{k}": v for k, v in rep.items()}
+    out |= {
+        "realism_pass": ok,
+        "sync_clips": len(timed),
+        "sync_share": float(share),
+        "match_share_true": float(ceiling),
+        "match_chance_timed": float(chance),
+        "sync_normalised": float((share - chance) / (ceiling - chance))
+        if ceiling > chance
+        else None,
+        "sync_valid": ok,
+    }
+    if not ok:
+        out["sync_note"] = (
+            "the generated videos fail the realism check (frame change or detail beyond 1.5x "
+            "of the true renders'): match_share is not a sync score"
+        )
     return out
 
 

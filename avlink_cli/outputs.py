@@ -124,9 +124,11 @@ def write(
     g: Generated,
     *,
     mix_original: float | None = None,
+    size: tuple[int, int] | None = None,
     overwrite: bool = False,
 ) -> None:
-    """Write one generated sample for input ``info`` to ``out`` (atomic, via media)."""
+    """Write one generated sample for input ``info`` to ``out`` (atomic, via media). ``size``
+    (width, height): animate's frames are scaled to it in the written file, nearest neighbour."""
     from avlink_cli import streaming
 
     if task is DUB and g.wav_path is not None:  # mixing, if asked, was done while streaming
@@ -144,7 +146,8 @@ def write(
         sr = min(info.sample_rate or 48_000, 48_000)
         with tempfile.TemporaryDirectory(prefix="avlink-") as td:
             silent = Path(td) / f"video{out.suffix}"
-            media.write_video(silent, streaming.iter_frames(g.frames_path, g.size), g.fps)
+            frames = streaming.iter_frames(g.frames_path, g.size)
+            media.write_video(silent, frames, g.fps, scale=size)
             media.mux_input_audio(
                 silent,
                 info.path,
@@ -156,7 +159,9 @@ def write(
     else:
         sr = min(info.sample_rate or 48_000, 48_000)
         audio = media.read_audio(info.path, sample_rate=sr, duration=len(g.frames) / g.fps)
-        media.write_video(out, g.frames, g.fps, audio=audio, sample_rate=sr, overwrite=overwrite)
+        media.write_video(
+            out, g.frames, g.fps, audio=audio, sample_rate=sr, scale=size, overwrite=overwrite
+        )
 
 
 def default_manifest(output: str | None, plans: list[list[Path]]) -> Path | None:

@@ -99,27 +99,41 @@ def _standardised(gen: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.nda
     return (gen - mu) / sd, (true - mu) / sd
 
 
-def compare(gen: Sequence[np.ndarray], true: Sequence[np.ndarray]) -> dict[str, float]:
-    """Realism of generated clips against true renders (each a list of (T, H, W, 3) uint8).
+STATS = ("frame_change", "detail", "flat_share", "moving_share")
 
-    Returns each figure's mean over the generated set, the true set's, their ratio (gen/true)
-    and the Fréchet distance on standardised `features`."""
+
+def clip_stats(frames: np.ndarray) -> dict[str, float | list[float]]:
+    """One clip's figures (STATS) and its feature vector ("features"), JSON-ready."""
+    out: dict[str, float | list[float]] = {
+        name: round(fn(frames), 4)
+        for name, fn in zip(STATS, (frame_change, detail, flat_share, moving_share), strict=True)
+    }
+    out["features"] = [round(float(v), 5) for v in features(frames)]
+    return out
+
+
+def compare_stats(gen: Sequence[dict], true: Sequence[dict]) -> dict[str, float]:
+    """Realism of generated clips against true renders, from their `clip_stats`.
+
+    Returns each figure's mean over the generated set, the true set's, their ratio (gen/true),
+    and the Fréchet distance on standardised `features` (needs 2 clips a set)."""
     out: dict[str, float] = {}
-    for name, fn in (
-        ("frame_change", frame_change),
-        ("detail", detail),
-        ("flat_share", flat_share),
-        ("moving_share", moving_share),
-    ):
-        g = float(np.mean([fn(c) for c in gen]))
-        r = float(np.mean([fn(c) for c in true]))
+    for name in STATS:
+        g = float(np.mean([c[name] for c in gen]))
+        r = float(np.mean([c[name] for c in true]))
         out[name], out[f"{name}_true"] = round(g, 4), round(r, 4)
         out[f"{name}_ratio"] = round(g / r, 3) if r > 0 else float("inf")
-    fg, ft = _standardised(
-        np.stack([features(c) for c in gen]), np.stack([features(c) for c in true])
-    )
-    out["fd"] = round(frechet(fg, ft), 3)
+    if len(gen) > 1 and len(true) > 1:
+        fg, ft = _standardised(
+            np.array([c["features"] for c in gen]), np.array([c["features"] for c in true])
+        )
+        out["fd"] = round(frechet(fg, ft), 3)
     return out
+
+
+def compare(gen: Sequence[np.ndarray], true: Sequence[np.ndarray]) -> dict[str, float]:
+    """`compare_stats` of two lists of clips (T, H, W, 3) uint8."""
+    return compare_stats([clip_stats(c) for c in gen], [clip_stats(c) for c in true])
 
 
 def fd_floor(true: Sequence[np.ndarray]) -> float:
@@ -133,6 +147,4 @@ def fd_floor(true: Sequence[np.ndarray]) -> float:
 
 def passes(report: dict[str, float], *, within: float = 1.5) -> bool:
     """The realism check: frame change and detail each within `within`x of the true renders."""
-    return all(
-        1 / within <= report[f"{k}_ratio"] <= within for k in ("frame_change", "detail")
-    )
+    return all(1 / within <= report[f"{k}_ratio"] <= within for k in ("frame_change", "detail"))

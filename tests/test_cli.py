@@ -240,6 +240,16 @@ def test_animate_default_name(clips, fake_model):
     assert info.has_video and info.has_audio and info.n_frames == 8
 
 
+def test_animate_size_scales_only_the_written_video(clips, fake_model, tmp_path):
+    res = invoke("animate", clips / "drums.wav", "-o", tmp_path / "big.mp4", "--size", "64x48")
+    assert res.exit_code == 0, res.output
+    info = media.probe(tmp_path / "big.mp4")
+    assert info.display_hw == (48, 64) and info.n_frames == 8 and info.has_audio
+    for bad in ("64", "63x48", "0x0", "64x48x2"):
+        res = invoke("animate", clips / "drums.wav", "-o", tmp_path / "x.mp4", "--size", bad)
+        assert res.exit_code == 2 and not (tmp_path / "x.mp4").exists()
+
+
 def test_batch_goes_on_and_reports_at_the_end(clips, fake_model, tmp_path):
     (clips / "broken.mp4").write_text("nope")
     out = tmp_path / "out"

@@ -112,3 +112,38 @@ def test_run_eval_errors(tmp_path: Path) -> None:
         evaluate.run_eval(tmp_path, mode="v2a")
     with pytest.raises(ValueError, match="mode"):
         evaluate.run_eval(tmp_path, mode="x")  # type: ignore[arg-type]
+
+
+def test_a2v_against_true_videos_realism_and_sync_three_ways(tmp_path: Path) -> None:
+    """The true render scored as a generated video: realism ratios 1, the sync score equals
+    its ceiling. A noise video with the same sound fails the realism check, and its sync score
+    is flagged, not reported as sync."""
+    fps = 25.0
+    frames, contacts = render_ball(fps=fps, n=60, period=0.52, t0=0.13)
+    names = ["drum_snare_hard", "tabla_na", "drum_cowbell", "drum_heavy_kick"] * 2
+    audio = place(names[: len(contacts)], contacts, 2.4)
+    ref, same, noise = tmp_path / "ref", tmp_path / "same", tmp_path / "noise"
+    for d in (ref, same, noise):
+        d.mkdir()
+    media.write_video(ref / "ball.mp4", frames, fps, audio=audio, sample_rate=SR)
+    media.write_video(same / "ball.animated.mp4", frames, fps, audio=audio, sample_rate=SR)
+    rng = np.random.default_rng(0)
+    media.write_video(
+        noise / "ball.animated.mp4",
+        rng.integers(0, 256, frames.shape, dtype=np.uint8),
+        fps,
+        audio=audio,
+        sample_rate=SR,
+    )
+    write_events(ref / "ball.json", contacts)
+
+    good = evaluate.run_eval(same, reference=ref, mode="a2v")["summary"]
+    assert good["realism_pass"] and good["sync_valid"]
+    assert abs(good["realism_frame_change_ratio"] - 1) < 0.05
+    assert abs(good["realism_detail_ratio"] - 1) < 0.05
+    assert good["match_share_true"] == 1.0 and good["sync_normalised"] == 1.0
+    assert "sync_note" not in good
+
+    bad = evaluate.run_eval(noise, reference=ref, mode="a2v")["summary"]
+    assert not bad["realism_pass"] and not bad["sync_valid"]
+    assert bad["realism_frame_change_ratio"] > 10 and "not a sync score" in bad["sync_note"]

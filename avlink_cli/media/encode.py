@@ -170,6 +170,7 @@ def write_video(
     *,
     audio: np.ndarray | None = None,
     sample_rate: int | None = None,
+    scale: tuple[int, int] | None = None,
     overwrite: bool = False,
 ) -> None:
     """Encode (T, H, W, 3) uint8 frames (or an iterable of such chunks) to H.264 yuv420p mp4.
@@ -177,7 +178,11 @@ def write_video(
     Frame k is shown from k / fps. yuv420p needs even sizes: an odd height or width gets one
     copy of its last row or column appended (no scaling, no black bar). ``audio`` (S,) or
     (S, C) at sample_rate, sample 0 at t = 0, is padded or trimmed to T / fps and encoded AAC.
+    ``scale`` (width, height), both even: ffmpeg scales the frames to it, nearest neighbour
+    (each model pixel stays a sharp block), for viewing.
     """
+    if scale is not None and (min(scale) < 2 or scale[0] % 2 or scale[1] % 2):
+        raise ValueError(f"write_video: scale must be even and at least 2x2, got {scale}")
     path = Path(path)
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise MediaError(f"{path}: cannot write video as '{path.suffix}' (use .mp4/.mov/.mkv)")
@@ -205,7 +210,10 @@ def write_video(
         # the audio length, is only known once an iterable of chunks is exhausted.
         silent = tmp if audio is None else Path(td, "video" + path.suffix)
         args = ["-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w + w % 2}x{h + h % 2}"]
-        args += ["-r", repr(float(fps)), "-i", "pipe:0", "-c:v", "libx264", "-preset", "fast"]
+        args += ["-r", repr(float(fps)), "-i", "pipe:0"]
+        if scale is not None:
+            args += ["-vf", f"scale={scale[0]}:{scale[1]}:flags=neighbor"]
+        args += ["-c:v", "libx264", "-preset", "fast"]
         args += ["-crf", "18", "-pix_fmt", "yuv420p", *faststart(path), str(silent)]
         _pipe_in(args, raw_frames(), path)
         if audio is not None:
