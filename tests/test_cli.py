@@ -307,3 +307,15 @@ def test_real_process_bad_inputs(tmp_path, make_clip):
         assert res.stderr.strip().count("\n") == 0 and name in res.stderr and problem in res.stderr
     res = run_cli("dub", tmp_path / "mute.mp4", "--no-such-option")
     assert res.returncode == 2
+
+
+# ------------------------------------------------------------------------------------ issue 26
+
+
+@pytest.mark.parametrize("size", [(2, 2), (1, 1)])
+def test_a_tiny_video_is_dubbed(make_clip, tmp_path, fake_model, size):
+    clip = tmp_path / "tiny.mp4"
+    shutil.copy(make_clip(fps=10, duration=1.0, size=size, pattern="testsrc"), clip)
+    res = invoke("dub", clip)
+    assert res.exit_code == 0, res.output
+    assert packet_md5s(tmp_path / "tiny.dubbed.mp4") == packet_md5s(clip)

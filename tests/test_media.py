@@ -319,3 +319,48 @@ def test_unwritable_destination(tmp_path, make_clip):
     (tmp_path / "d.wav").mkdir()
     with pytest.raises(MediaError, match="d.wav: is a folder"):
         media.write_audio(tmp_path / "d.wav", np.zeros(100), 16_000)
+
+
+# ------------------------------------------------------------------------------------ hostile names
+
+HOSTILE = ["concat:strike.mp4|clap.mp4", "|", "-i.mp4", "with space.mp4", "ünï côdé 日本.mp4"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_names_reach_ffmpeg_as_paths(make_clip, tmp_path, monkeypatch, name):
+    """A name someone else chose is only a name: ffmpeg's protocols (concat:, pipe:, ...) and
+    options never apply to it, read or written, relative or absolute."""
+    clip = make_clip(fps=25, duration=1.0, size=(48, 32), audio_rate=16_000, freq=880.0)
+    for decoy in ("strike.mp4", "clap.mp4"):  # what `concat:` would read instead
+        (tmp_path / decoy).write_bytes(make_clip(fps=10, duration=2.0, size=(64, 64)).read_bytes())
+    (tmp_path / name).write_bytes(clip.read_bytes())
+    monkeypatch.chdir(tmp_path)
+    for path in (Path(name), tmp_path / name):
+        info = media.probe(path)
+        assert (info.n_frames, info.width, info.height, info.sample_rate) == (25, 48, 32, 16_000)
+        assert len(media.read_video(path, fps=25, size=(32, 48))) == 25
+        assert peak_hz(media.read_audio(path, sample_rate=16_000), 16_000) == pytest.approx(880)
+    out = Path("out " + name if name.endswith(".mp4") else name + ".mp4")
+    media.mux_audio(Path(name), sine(1000, 1.0), 16_000, out)
+    assert packet_md5s(tmp_path / out) == packet_md5s(clip)
+    media.mux_input_audio(
+        out, Path(name), Path("x" + out.name), sample_rate=16_000, duration=1.0, overwrite=False
+    )
+    assert packet_md5s(tmp_path / ("x" + out.name)) == packet_md5s(clip)
+
+
+def test_a_name_cannot_fake_streams(make_clip, tmp_path):
+    """ffmpeg prints the file name in its input summary; only its stream lines are read."""
+    wav = tmp_path / "take 1, Video: h264, 640x480 [SAR 1:1].wav"
+    wav.write_bytes(make_clip(fps=None, audio_rate=16_000, ext=".wav").read_bytes())
+    info = media.probe(wav)
+    assert not info.has_video and info.has_audio and (info.width, info.height) == (0, 0)
+
+
+@pytest.mark.parametrize("size", [(2, 2), (1, 1), (3, 2)])
+def test_any_size_ffmpeg_reads_is_accepted(make_clip, size):
+    clip = make_clip(fps=10, duration=1.0, size=size, pattern="testsrc")
+    info = media.probe(clip)
+    assert (info.width, info.height, info.n_frames) == (*size, 10)
+    frames = media.read_video(clip, fps=8, size=(16, 16))  # the tiny preset's frames
+    assert frames.shape == (8, 16, 16, 3)

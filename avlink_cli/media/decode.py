@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .ffmpeg import MediaError, ffmpeg_process, run_ffmpeg
+from .ffmpeg import MediaError, ffmpeg_process, file_arg, run_ffmpeg
 from .info import probe
 
 
@@ -56,7 +56,7 @@ def iter_video(
     lead = min(start, 1.0)
     crop = _cover_crop(info.display_hw, size)
     vf = f"fps=fps={fps!r}:start_time={lead:.6f}:round=up,{crop}"
-    args = [*_window(start - lead, span + lead), "-i", str(info.path), "-map", "0:v:0"]
+    args = [*_window(start - lead, span + lead), "-i", file_arg(info.path), "-map", "0:v:0"]
     args += ["-vf", vf, "-pix_fmt", "rgb24", "-frames:v", str(n_out), "-f", "rawvideo", "pipe:1"]
     frame_bytes, sent, last = h * w * 3, 0, None
     with ffmpeg_process(args, info.path, "cannot decode video", stdout=subprocess.PIPE) as proc:
@@ -107,7 +107,8 @@ def read_audio(
         raise MediaError(f"{info.path}: has no audio stream")
     # first_pts=0: a stream that starts late is padded, so sample 0 is at t = start.
     af = f"aresample={int(sample_rate)}:ochl=mono:rematrix_maxval=1:first_pts=0"
-    args = [*_window(start, duration), "-i", str(info.path), "-map", "0:a:0", "-vn", "-af", af]
+    args = [*_window(start, duration), "-i", file_arg(info.path), "-map", "0:a:0", "-vn"]
+    args += ["-af", af]
     raw = run_ffmpeg([*args, "-f", "f32le", "pipe:1"], info.path, "cannot decode audio")
     wav = np.frombuffer(raw, np.float32).copy()
     if duration is not None:

@@ -16,7 +16,7 @@ import numpy as np
 from avlink_cli.files import set_default_mode
 
 from .decode import read_audio
-from .ffmpeg import MediaError, OutputExistsError, faststart, ffmpeg_process, run_ffmpeg
+from .ffmpeg import MediaError, OutputExistsError, faststart, ffmpeg_process, file_arg, run_ffmpeg
 from .info import probe
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -142,9 +142,10 @@ def mux_input_audio(
     silent video, video stream copied: animate's output, without holding the audio in memory."""
     af = f"aresample={int(sample_rate)}:ochl=mono:rematrix_maxval=1:first_pts=0,apad"
     with atomic_output(out, overwrite=overwrite) as tmp:
-        args = ["-y", "-i", str(video), "-i", str(source), "-map", "0:v:0", "-map", "1:a:0"]
+        args = ["-y", "-i", file_arg(video), "-i", file_arg(source), "-map", "0:v:0"]
+        args += ["-map", "1:a:0"]
         args += ["-af", af, "-t", f"{duration:.6f}", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k"]
-        run_ffmpeg([*args, *faststart(out), str(tmp)], out, "cannot write")
+        run_ffmpeg([*args, *faststart(out), file_arg(tmp)], out, "cannot write")
 
 
 def _mux(video: Path, wav: np.ndarray, sample_rate: int, tmp: Path, td: str, out: Path) -> None:
@@ -158,9 +159,9 @@ def _mux(video: Path, wav: np.ndarray, sample_rate: int, tmp: Path, td: str, out
 
 def _mux_file(video: Path, wav_file: Path, tmp: Path, out: Path) -> None:
     """Copy video's first video stream and encode wav_file's audio as AAC into tmp (for out)."""
-    args = ["-y", "-i", str(video), "-i", str(wav_file), "-map", "0:v:0", "-map", "1:a:0"]
+    args = ["-y", "-i", file_arg(video), "-i", file_arg(wav_file), "-map", "0:v:0", "-map", "1:a:0"]
     args += ["-c:v", "copy", "-c:a", "aac", "-b:a", "160k", "-map_metadata", "0"]
-    run_ffmpeg([*args, *faststart(out), str(tmp)], out, "cannot write")
+    run_ffmpeg([*args, *faststart(out), file_arg(tmp)], out, "cannot write")
 
 
 def write_video(
@@ -214,7 +215,7 @@ def write_video(
         if scale is not None:
             args += ["-vf", f"scale={scale[0]}:{scale[1]}:flags=neighbor"]
         args += ["-c:v", "libx264", "-preset", "fast"]
-        args += ["-crf", "18", "-pix_fmt", "yuv420p", *faststart(path), str(silent)]
+        args += ["-crf", "18", "-pix_fmt", "yuv420p", *faststart(path), file_arg(silent)]
         _pipe_in(args, raw_frames(), path)
         if audio is not None:
             wav = _fit(_as_float(audio), round(n_frames / fps * sample_rate))

@@ -1,16 +1,20 @@
 """The ffmpeg binary that imageio-ffmpeg ships, how it is run, and the errors media raises.
 
 Every ffmpeg failure becomes a one-line MediaError naming the file and quoting ffmpeg's most
-specific complaint.
+specific complaint. Every file name reaches ffmpeg through `file_arg` (absolute, behind the
+`file:` protocol), and every ffmpeg dies with the process that started it (`child_kwargs`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
+import signal
 import subprocess
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -27,6 +31,43 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def file_arg(path: str | os.PathLike) -> str:
+    """A file name as ffmpeg must be given it: absolute, behind the `file:` protocol.
+
+    ffmpeg reads `concat:a.mp4|b.mp4`, `pipe:`, `http://...` and a leading `-` as protocols or
+    options, so a bare name that someone else chose could make it read other files than the one
+    named. With `file:` and an absolute path, the rest of the name is only a path.
+    """
+    return "file:" + os.path.abspath(path)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGKILL when this process dies (Linux), so an
+    ffmpeg never outlives a killed avlink: it would go on writing, or finish a half output."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before prctl: nobody would be told
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
+def child_kwargs() -> dict:
+    """Popen keyword arguments for every ffmpeg child (see _die_with_parent)."""
+    preexec = _die_with_parent()
+    return {} if preexec is None else {"preexec_fn": preexec}
 
 
 _GENERIC = ("Error opening", "Error parsing", "Failed to set value", "To ignore this", "Conversion")
@@ -50,7 +91,7 @@ def ffmpeg_process(args: list[str], path: Path, what: str, **popen) -> Iterator[
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stderr=err, **popen)
+        proc = subprocess.Popen(cmd, stderr=err, **child_kwargs(), **popen)
         try:
             yield proc
         except BaseException:

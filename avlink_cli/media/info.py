@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from .ffmpeg import MediaError, ffmpeg_exe, last_line
+from .ffmpeg import MediaError, child_kwargs, ffmpeg_exe, file_arg, last_line
 
 
 @dataclass(frozen=True)
@@ -77,10 +77,12 @@ def _stream_spans(path: Path, maps: list[str]) -> list[tuple[int, Fraction, Frac
     Packets flagged discard (AAC priming, edit-list pre-roll) are not counted. Any demuxer error
     (a truncated or damaged file) is raised rather than silently giving short counts.
     """
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", str(path)]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", file_arg(path)]
     for m in maps:
         cmd += ["-map", m]
-    res = subprocess.run([*cmd, "-c", "copy", "-f", "framecrc", "-"], capture_output=True)
+    res = subprocess.run(
+        [*cmd, "-c", "copy", "-f", "framecrc", "-"], capture_output=True, **child_kwargs()
+    )
     err = res.stderr.decode(errors="replace")
     if res.returncode != 0 or err.strip():
         raise MediaError(f"{path}: truncated or corrupt ({last_line(err)})")
@@ -123,15 +125,17 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 def _probe(path: Path, size: int, mtime_ns: int, inode: int) -> MediaInfo:
     """probe() itself; the file's identity is in the arguments so that a changed file is read again."""
     res = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], capture_output=True
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_arg(path)],
+        capture_output=True,
+        **child_kwargs(),
     )
     text = res.stderr.decode(errors="replace")
     if "Input #0" not in text:
         raise MediaError(f"{path}: not a media file ffmpeg can read ({last_line(text)})")
-    vline = next(
-        (ln for ln in text.splitlines() if "Video:" in ln and "attached pic" not in ln), None
-    )
-    aline = next((ln for ln in text.splitlines() if re.search(r"Stream #.*Audio:", ln)), None)
+    # stream lines only: the "Input #0 ... from '<name>'" line holds a name someone else chose
+    streams = [ln for ln in text.splitlines() if re.match(r"\s*Stream #\d+:\d+\S*: ", ln)]
+    vline = next((ln for ln in streams if ": Video: " in ln and "attached pic" not in ln), None)
+    aline = next((ln for ln in streams if ": Audio: " in ln), None)
     if vline is None and aline is None:
         raise MediaError(f"{path}: has no audio or video stream")
     maps = (["0:v:0"] if vline else []) + (["0:a:0"] if aline else [])
@@ -140,7 +144,7 @@ def _probe(path: Path, size: int, mtime_ns: int, inode: int) -> MediaInfo:
     width = height = rotation = n_frames = 0
     fps, sar = None, 1.0
     if vline:
-        size = re.search(r", (\d{2,5})x(\d{2,5})", vline)
+        size = re.search(r", (\d+)x(\d+)\b", vline)
         if size is None:
             raise MediaError(f"{path}: cannot read the video size")
         width, height = int(size.group(1)), int(size.group(2))
