@@ -18,6 +18,7 @@ device, any length, streamed to temporary files), or any object with `dub(info, 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import glob
 import itertools
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from avlink_cli import media
+from avlink_cli.files import is_part, remove_stale_parts
 from avlink_cli.outputs import (  # re-exported: the runner's vocabulary
     ANIMATE,
     DUB,
@@ -109,22 +111,28 @@ def expand_inputs(specs: list[str], task: Task) -> tuple[list[tuple[Path, str | 
     """(input, problem or None) pairs, and whether this is a batch (-o then names a folder).
 
     Files are taken as given; folders (not recursive) and glob patterns give their media files,
-    sorted, skipping earlier outputs (``*.dubbed.*``, ``*.animated.*``). A folder or pattern
-    with nothing to take is kept with its problem, so that it is reported like a bad file.
+    sorted, skipping earlier outputs (``*.dubbed.*``, ``*.animated.*``), hidden files (a glob
+    takes them only where its pattern starts with a dot, as a shell's does) and the temporary
+    outputs of runs in progress or killed (files.is_part). A folder or pattern with nothing to
+    take is kept with its problem, so that it is reported like a bad file.
     """
     items: list[tuple[Path, str | None]] = []
     many = len(specs) > 1
     for spec in specs:
         p = Path(spec)
         if p.is_dir():
-            hits = sorted(c for c in p.iterdir() if c.is_file())
+            hits = sorted(c for c in p.iterdir() if c.is_file() and not c.name.startswith("."))
         elif glob.has_magic(spec) and not p.exists():
             hits = sorted(Path(h) for h in glob.glob(spec) if Path(h).is_file())
         else:
             items.append((p, None))
             continue
         many = True
-        picked = [h for h in hits if h.suffix.lower() in task.scan and not _is_output(h)]
+        picked = [
+            h
+            for h in hits
+            if h.suffix.lower() in task.scan and not _is_output(h) and not is_part(h)
+        ]
         kind = "video" if task is DUB else "audio"
         where = "in this folder" if p.is_dir() else f"among the {len(hits)} files it matches"
         problem = f"{spec}: no {kind} files ({' '.join(task.scan)}) {where}"
@@ -207,7 +215,7 @@ def _generate(
     file_jobs = (
         FileJob(j.info, j.info.path.name, tuple(j.todo), gen.mix_original, tag=j) for j in jobs
     )
-    for fj, out in model.generate_files(
+    files = model.generate_files(
         task.name,
         file_jobs,
         seed=opts.seed,
@@ -219,11 +227,13 @@ def _generate(
         overlap=gen.overlap,
         batch_size=gen.batch_size,
         progress=progress,
-    ):
-        if isinstance(out, BaseException):
-            yield fj.tag, out
-        else:
-            yield fj.tag, {i: Generated(**d) for i, d in zip(fj.indices, out, strict=True)}
+    )
+    with contextlib.closing(files):
+        for fj, out in files:
+            if isinstance(out, BaseException):
+                yield fj.tag, out
+            else:
+                yield fj.tag, {i: Generated(**d) for i, d in zip(fj.indices, out, strict=True)}
 
 
 # ------------------------------------------------------------------------------ shards, manifest
@@ -286,6 +296,8 @@ def run(
             seen.add(o.resolve())
     mine = [i for i in range(len(items)) if i % world == rank]
     log_path = Path(manifest) if manifest else default_manifest(output, plans) if many else None
+    for folder in {o.parent for outs in plans for o in outs}:
+        remove_stale_parts(folder)  # what killed runs were writing there
     pending: deque[Result] = deque()
     progress.start(len(mine))
 
@@ -334,26 +346,30 @@ def run(
             yield finish(_failed(job.res, e, job.info.path), job.t0)
             yield from _drain(pending)
         return
-    for job, out in _generate(model, task, itertools.chain([first], stream), gen, opts, progress):
-        yield from _drain(pending)
-        res = job.res
-        try:
-            if isinstance(out, BaseException):
-                raise out
-            for n in job.todo:
-                write(
-                    task,
-                    job.info,
-                    job.outs[n],
-                    out[n],
-                    mix_original=gen.mix_original,
-                    size=gen.size,
-                    overwrite=overwrite,
-                )
-            res.duration = job.info.duration * len(job.todo)
-        except Exception as e:  # one bad input must not stop the batch
-            _failed(res, e, job.info.path)
-        yield finish(res, job.t0)
+    # closed however this generator ends (an error, SIGTERM, the caller stopping): the model's
+    # scratch files and ffmpeg processes go at once, not whenever the garbage collector runs
+    results = _generate(model, task, itertools.chain([first], stream), gen, opts, progress)
+    with contextlib.closing(results):
+        for job, out in results:
+            yield from _drain(pending)
+            res = job.res
+            try:
+                if isinstance(out, BaseException):
+                    raise out
+                for n in job.todo:
+                    write(
+                        task,
+                        job.info,
+                        job.outs[n],
+                        out[n],
+                        mix_original=gen.mix_original,
+                        size=gen.size,
+                        overwrite=overwrite,
+                    )
+                res.duration = job.info.duration * len(job.todo)
+            except Exception as e:  # one bad input must not stop the batch
+                _failed(res, e, job.info.path)
+            yield finish(res, job.t0)
     yield from _drain(pending)
 
 

@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, NoReturn
@@ -191,17 +192,19 @@ def _run_batch(
     results: list = []
     shown_model_error = False
     t0 = time.perf_counter()
-    with progress if live else contextlib.nullcontext():
-        for res in batch.run(
-            task,
-            inputs,
-            output,
-            gen=gen,
-            opts=opts,
-            overwrite=overwrite,
-            manifest=manifest,
-            progress=progress,
-        ):
+    runs = batch.run(
+        task,
+        inputs,
+        output,
+        gen=gen,
+        opts=opts,
+        overwrite=overwrite,
+        manifest=manifest,
+        progress=progress,
+    )
+    # closed at once however the loop ends (SIGTERM included): temporary files go with it
+    with progress if live else contextlib.nullcontext(), contextlib.closing(runs):
+        for res in runs:
             results.append(res)
             if as_json:
                 typer.echo(json.dumps(res.record()))
@@ -507,6 +510,7 @@ def main() -> None:
 
     Under torchrun each worker ends through `exit_worker` (gloo can abort a worker during the
     interpreter's teardown after all its work is done; see there)."""
+    _exit_on_sigterm()
     # training.loop.under_torchrun, inline: importing that module imports torch, which a
     # plain `avlink --help` should not wait for
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -520,6 +524,19 @@ def main() -> None:
     from avlink_cli.training.loop import exit_worker
 
     exit_worker(code)
+
+
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM (timeout, systemd, docker stop, batch schedulers) unwind like Ctrl-C: every
+    `finally` runs, so temporary outputs and scratch folders go and ffmpeg children are stopped;
+    then the process exits 128 + 15 = 143. A second SIGTERM is ignored, so that it cannot cut
+    that cleanup short (SIGKILL still ends everything; ffmpeg children die with the process)."""
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 # The other commands (models, download, synth, train, eval) register themselves on `app`.

@@ -11,8 +11,7 @@ length in memory.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
+import contextlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import media
+from .files import scratch_dir
 from .longform import ClipJob, Progress, WindowPlan, pad_window, run_jobs
 from .pipeline import Engine, clip_seed
 from .presets import Preset
@@ -173,7 +173,10 @@ class FileGenerator:
         holds `wav_path` + `sample_rate` (dub) or `frames_path`, `n_frames`, `fps`, `size`
         (animate); its files are deleted when the caller asks for the next job."""
         p, direction = self.engine.preset, "v2a" if task == "dub" else "a2v"
-        tmp = Path(tempfile.mkdtemp(prefix="avlink-"))
+        # a claimed scratch folder (files.scratch_dir): if this process is killed, a later run
+        # removes it; closed last, after the clips' sources and sinks
+        scratch = contextlib.ExitStack()
+        tmp = scratch.enter_context(scratch_dir())
         results: dict[int, dict[int, Any]] = {}
 
         def clips() -> Iterator[ClipJob]:
@@ -208,16 +211,18 @@ class FileGenerator:
                         label=info.path.name + (f" #{j}" if len(job.indices) > 1 else ""),
                     )
 
+        rounds = run_jobs(
+            self.engine,
+            clips(),
+            batch_size=batch_size,
+            steps=steps,
+            cfg=cfg,
+            sampler=sampler,
+            progress=progress,
+        )
+        scratch.enter_context(contextlib.closing(rounds))
         try:
-            for clip, result in run_jobs(
-                self.engine,
-                clips(),
-                batch_size=batch_size,
-                steps=steps,
-                cfg=cfg,
-                sampler=sampler,
-                progress=progress,
-            ):
+            for clip, result in rounds:
                 n, j, job = clip.tag
                 results[n][j] = result
                 if len(results[n]) < len(job.indices):
@@ -233,7 +238,7 @@ class FileGenerator:
                 for path in tmp.glob(f"{n}.*"):
                     path.unlink(missing_ok=True)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            scratch.close()
 
     def _describe(self, result: Any) -> dict[str, Any]:
         p = self.engine.preset

@@ -319,3 +319,20 @@ def test_a_tiny_video_is_dubbed(make_clip, tmp_path, fake_model, size):
     res = invoke("dub", clip)
     assert res.exit_code == 0, res.output
     assert packet_md5s(tmp_path / "tiny.dubbed.mp4") == packet_md5s(clip)
+
+
+def test_hidden_files_and_partial_outputs_are_not_inputs(clips, fake_model):
+    """What a killed run left (`.clip.dubbed.<rand>.mp4` of older versions, or a claimed
+    temporary output) and any hidden file are skipped in folders and globs."""
+    for name in (".clip.dubbed.abc123.mp4", ".clip.dubbed.x1y2.avlink-part.mp4", ".hidden.mp4"):
+        shutil.copy(clips / "clip.mp4", clips / name)
+    res = invoke("dub", clips, "--json")
+    assert res.exit_code == 0, res.output
+    inputs = sorted(Path(json.loads(ln)["input"]).name for ln in res.stdout.splitlines())
+    assert inputs == ["clip.mp4", "silent.mp4"]
+    logged = [json.loads(ln)["input"] for ln in (clips / "avlink-manifest.jsonl").open()]
+    assert sorted(Path(p).name for p in logged) == ["clip.mp4", "silent.mp4"]
+    assert invoke("dub", clips / "*.mp4", "--json").exit_code == 0  # a glob skips them too
+    assert not [p for p in clips.iterdir() if p.name.startswith(".") and "dubbed.dubbed" in p.name]
+    res = invoke("dub", clips / ".hidden.mp4")  # named one by one, it is an input
+    assert res.exit_code == 0 and (clips / ".hidden.dubbed.mp4").is_file()

@@ -7,13 +7,12 @@ import contextlib
 import itertools
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from avlink_cli.files import set_default_mode
+from avlink_cli.files import claim_part, scratch_dir, set_default_mode
 
 from .decode import read_audio
 from .ffmpeg import MediaError, OutputExistsError, faststart, ffmpeg_process, file_arg, run_ffmpeg
@@ -27,7 +26,9 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
 
-    Refuses an existing target unless overwrite. The parent folder is created if missing.
+    Refuses an existing target unless overwrite. The parent folder is created if missing. The
+    temporary file is hidden, named so that no input expansion takes it, and claimed while it is
+    written (files.claim_part): if this process is killed, a later run removes it.
     """
     path = Path(path)
     if path.is_dir():
@@ -36,13 +37,9 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
         raise OutputExistsError(f"{path}: already exists (not overwriting)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
-        )
-        os.close(fd)
+        fd, tmp = claim_part(path)
     except OSError as e:
         raise MediaError(f"{path}: cannot write to {path.parent} ({e.strerror or e})") from None
-    tmp = Path(tmp_name)
     try:
         yield tmp
         set_default_mode(tmp)
@@ -57,6 +54,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
                 os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def _as_float(wav: np.ndarray) -> np.ndarray:
@@ -125,7 +123,7 @@ def mux_audio(
             raise MediaError(f"{info.path}: has no soundtrack to mix in")
         orig = read_audio(info.path, sample_rate=sample_rate, duration=info.duration)
         wav = np.clip((wav if wav.ndim == 1 else wav.mean(1)) + mix_original * orig, -1.0, 1.0)
-    with tempfile.TemporaryDirectory() as td, atomic_output(out_path, overwrite=overwrite) as tmp:
+    with scratch_dir() as td, atomic_output(out_path, overwrite=overwrite) as tmp:
         _mux(info.path, wav, sample_rate, tmp, td, out_path)
 
 
@@ -148,7 +146,7 @@ def mux_input_audio(
         run_ffmpeg([*args, *faststart(out), file_arg(tmp)], out, "cannot write")
 
 
-def _mux(video: Path, wav: np.ndarray, sample_rate: int, tmp: Path, td: str, out: Path) -> None:
+def _mux(video: Path, wav: np.ndarray, sample_rate: int, tmp: Path, td: Path, out: Path) -> None:
     """Copy video's first video stream and encode wav (float, at sample_rate) as AAC into tmp."""
     import soundfile as sf
 
@@ -206,7 +204,7 @@ def write_video(
             n_frames += len(chunk)
             yield np.pad(chunk, even, mode="edge").tobytes()
 
-    with tempfile.TemporaryDirectory() as td, atomic_output(path, overwrite=overwrite) as tmp:
+    with scratch_dir() as td, atomic_output(path, overwrite=overwrite) as tmp:
         # Video first, audio muxed in a second (stream-copy) pass: the number of frames, and so
         # the audio length, is only known once an iterable of chunks is exhausted.
         silent = tmp if audio is None else Path(td, "video" + path.suffix)
