@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from avlink_cli import media
+from avlink_cli.files import scratch_dir
 
 MANIFEST_NAME = "avlink-manifest.jsonl"
 
@@ -142,26 +142,17 @@ def write(
         media.mux_audio(
             info.path, g.wav, g.sample_rate, out, mix_original=mix_original, overwrite=overwrite
         )
-    elif g.frames_path is not None:
-        sr = min(info.sample_rate or 48_000, 48_000)
-        with tempfile.TemporaryDirectory(prefix="avlink-") as td:
-            silent = Path(td) / f"video{out.suffix}"
-            frames = streaming.iter_frames(g.frames_path, g.size)
+    else:  # animate: the input's own sound, as it came (its channels and rate), is muxed in
+        if g.frames_path is not None:
+            frames, n_frames = streaming.iter_frames(g.frames_path, g.size), g.n_frames
+        else:
+            frames, n_frames = g.frames, len(g.frames)
+        with scratch_dir() as td:
+            silent = td / f"video{out.suffix}"
             media.write_video(silent, frames, g.fps, scale=size)
             media.mux_input_audio(
-                silent,
-                info.path,
-                out,
-                sample_rate=sr,
-                duration=g.n_frames / g.fps,
-                overwrite=overwrite,
+                silent, info.path, out, duration=n_frames / g.fps, overwrite=overwrite
             )
-    else:
-        sr = min(info.sample_rate or 48_000, 48_000)
-        audio = media.read_audio(info.path, sample_rate=sr, duration=len(g.frames) / g.fps)
-        media.write_video(
-            out, g.frames, g.fps, audio=audio, sample_rate=sr, scale=size, overwrite=overwrite
-        )
 
 
 def default_manifest(output: str | None, plans: list[list[Path]]) -> Path | None:

@@ -21,7 +21,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 FIXTURES = Path(__file__).parent / "fixtures"
-LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "5.1": 6}
+LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "5.1": 6, "7.1": 8}
 
 # Video patterns (lavfi). "index": flat grey whose level encodes the frame number (N * 7 + 16,
 # wrapping every 30 frames), so decoded frames can be matched to source frames exactly.
@@ -82,8 +82,8 @@ def make_clip(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
               layout="mono", freq=440.0, rotate=None, vfr=False, ext=".mp4", lossless=False)
 
     fps may be a rate string ("24000/1001"); fps=None gives an audio-only file. size is
-    (width, height). audio_rate=None gives no audio; layout is "mono", "stereo" or "5.1", each
-    channel a sine at freq (amplitude 0.5). rotate sets the display matrix (ffmpeg's
+    (width, height). audio_rate=None gives no audio; layout is "mono", "stereo", "5.1" or "7.1",
+    each channel a sine at freq (amplitude 0.5). rotate sets the display matrix (ffmpeg's
     -display_rotation, degrees counter-clockwise) by a stream-copy remux. vfr re-times frames
     irregularly (gaps of 1, 1 and 2 frame periods). lossless uses x264 -qp 0. Odd sizes are
     encoded yuv444p (kept exactly), others yuv420p.

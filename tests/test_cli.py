@@ -312,6 +312,16 @@ def test_real_process_bad_inputs(tmp_path, make_clip):
 # ------------------------------------------------------------------------------------ issue 26
 
 
+@pytest.mark.parametrize(("layout", "channels"), [("stereo", 2), ("7.1", 8)])
+def test_animate_keeps_the_inputs_channels_and_rate(make_clip, tmp_path, fake_model, layout, channels):  # fmt: skip
+    src = tmp_path / f"{layout}.wav"
+    shutil.copy(make_clip(fps=None, audio_rate=44_100, layout=layout, ext=".wav"), src)
+    res = invoke("animate", src)
+    assert res.exit_code == 0, res.output
+    info = media.probe(tmp_path / f"{layout}.animated.mp4")
+    assert (info.channels, info.sample_rate) == (channels, 44_100)
+
+
 @pytest.mark.parametrize("size", [(2, 2), (1, 1)])
 def test_a_tiny_video_is_dubbed(make_clip, tmp_path, fake_model, size):
     clip = tmp_path / "tiny.mp4"

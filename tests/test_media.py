@@ -343,9 +343,7 @@ def test_names_reach_ffmpeg_as_paths(make_clip, tmp_path, monkeypatch, name):
     out = Path("out " + name if name.endswith(".mp4") else name + ".mp4")
     media.mux_audio(Path(name), sine(1000, 1.0), 16_000, out)
     assert packet_md5s(tmp_path / out) == packet_md5s(clip)
-    media.mux_input_audio(
-        out, Path(name), Path("x" + out.name), sample_rate=16_000, duration=1.0, overwrite=False
-    )
+    media.mux_input_audio(out, Path(name), Path("x" + out.name), duration=1.0, overwrite=False)
     assert packet_md5s(tmp_path / ("x" + out.name)) == packet_md5s(clip)
 
 
@@ -364,3 +362,30 @@ def test_any_size_ffmpeg_reads_is_accepted(make_clip, size):
     assert (info.width, info.height, info.n_frames) == (*size, 10)
     frames = media.read_video(clip, fps=8, size=(16, 16))  # the tiny preset's frames
     assert frames.shape == (8, 16, 16, 3)
+
+
+@pytest.mark.parametrize(("layout", "channels"), [("stereo", 2), ("5.1", 6), ("7.1", 8)])
+def test_input_audio_is_muxed_as_it_came(make_clip, tmp_path, layout, channels):
+    """animate's output carries the input's sound with its channels and rate (AAC: up to 8)."""
+    src = make_clip(fps=None, audio_rate=44_100, layout=layout, ext=".wav", duration=1.0)
+    assert media.probe(src).channels == channels
+    silent = tmp_path / "silent.mp4"
+    media.write_video(silent, np.full((8, 16, 16, 3), 99, np.uint8), 8.0)
+    out = tmp_path / "out.mp4"
+    media.mux_input_audio(silent, src, out, duration=1.0, overwrite=False)
+    info = media.probe(out)
+    assert (info.channels, info.sample_rate) == (channels, 44_100)
+    assert abs(info.audio_duration - 1.0) < 0.03
+
+
+def test_more_channels_than_aac_holds_become_7_1(tmp_path):
+    src = tmp_path / "atmos.wav"  # 10 channels: ffmpeg reads the layout as 5.1.4
+    sf.write(src, np.tile(sine(440, 1.0, sr=48_000)[:, None], (1, 10)), 48_000)
+    assert media.probe(src).channels == 10
+    silent = tmp_path / "silent.mp4"
+    media.write_video(silent, np.full((8, 16, 16, 3), 99, np.uint8), 8.0)
+    media.mux_input_audio(silent, src, tmp_path / "out.mp4", duration=1.0, overwrite=False)
+    assert (
+        media.probe(tmp_path / "out.mp4").channels,
+        media.probe(tmp_path / "out.mp4").sample_rate,
+    ) == (8, 48_000)

@@ -134,15 +134,21 @@ def mux_wav_file(video: Path, wav_file: Path, out: Path, *, overwrite: bool = Fa
 
 
 def mux_input_audio(
-    video: Path, source: Path, out: Path, *, sample_rate: int, duration: float, overwrite: bool
+    video: Path, source: Path, out: Path, *, duration: float, overwrite: bool
 ) -> None:
-    """Put `source`'s first audio stream (mono at sample_rate, padded or cut to `duration`) on a
-    silent video, video stream copied: animate's output, without holding the audio in memory."""
-    af = f"aresample={int(sample_rate)}:ochl=mono:rematrix_maxval=1:first_pts=0,apad"
+    """Put `source`'s first audio stream, padded or cut to `duration`, on a silent video, video
+    stream copied: animate's output, without holding the audio in memory.
+
+    The sound keeps its channels and rate where AAC can hold them: up to 8 channels (more are
+    downmixed to 7.1), rates up to 96 kHz (ffmpeg picks the nearest AAC rate for others).
+    """
+    channels = probe(source).channels or 1
+    kbps = 160 if channels <= 2 else 64 * min(channels, 8)  # 5.1: 384k, 7.1: 512k
     with atomic_output(out, overwrite=overwrite) as tmp:
         args = ["-y", "-i", file_arg(video), "-i", file_arg(source), "-map", "0:v:0"]
-        args += ["-map", "1:a:0"]
-        args += ["-af", af, "-t", f"{duration:.6f}", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k"]
+        args += ["-map", "1:a:0", "-af", "aresample=first_pts=0,apad", "-t", f"{duration:.6f}"]
+        args += ["-ac", "8"] if channels > 8 else []
+        args += ["-c:v", "copy", "-c:a", "aac", "-b:a", f"{kbps}k"]
         run_ffmpeg([*args, *faststart(out), file_arg(tmp)], out, "cannot write")
 
 

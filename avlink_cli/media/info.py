@@ -54,8 +54,8 @@ _LAYOUT_NAMES = {"mono": 1, "stereo": 2, "downmix": 2, "quad": 4, "hexagonal": 6
 def _channel_count(layout: str) -> int:
     if m := re.match(r"(\d+) channels", layout):
         return int(m.group(1))
-    if m := re.match(r"(\d+)\.(\d+)", layout):
-        return int(m.group(1)) + int(m.group(2))
+    if m := re.match(r"\d+(\.\d+)+", layout):  # 5.1, 7.1, 5.1.4 (height channels too)
+        return sum(int(n) for n in m.group(0).split("."))
     return _LAYOUT_NAMES.get(layout.split("(")[0], 2)
 
 
