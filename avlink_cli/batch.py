@@ -22,6 +22,7 @@ import contextlib
 import functools
 import glob
 import itertools
+import json
 import logging
 import os
 import time
@@ -41,12 +42,14 @@ from avlink_cli.outputs import (  # re-exported: the runner's vocabulary
     Task,
     UsageError,
     append_manifest,
+    check_manifest,
     check_output,
     default_manifest,
     plan_outputs,
     write,
 )
-from avlink_cli.presets import GEN_BATCH
+from avlink_cli.presets import GEN_BATCH, Preset
+from avlink_cli.windows import max_overlap, window_stride
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +159,31 @@ def validate(task: Task, src: Path, gen: GenOptions) -> media.MediaInfo:
     if task is ANIMATE and not info.has_audio:
         raise media.MediaError(f"{src}: has no audio stream; animate needs sound")
     return info
+
+
+def model_preset(spec: str) -> Preset | None:
+    """The preset of the model `spec` names, from its model.json when that is on disk already
+    (hub.model_json_on_disk): no weights loaded, no network. None when not known yet."""
+    from avlink_cli.hub import model_json_on_disk
+
+    path = model_json_on_disk(spec)
+    try:
+        return Preset.from_dict(json.loads(path.read_text())["preset"]) if path else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a broken folder: loading it says what is wrong
+
+
+def check_overlap(overlap: float, preset: Preset | None) -> None:
+    """UsageError unless `overlap` leaves a stride in the model's windows (None: not known)."""
+    if preset is None:
+        return
+    try:
+        window_stride(preset, overlap)
+    except ValueError:
+        raise UsageError(
+            f"--overlap {overlap:g}: the model's windows are {preset.duration:g} s long; "
+            f"the overlap must be at most {float(max_overlap(preset)):g} s"
+        ) from None
 
 
 # ------------------------------------------------------------------------------ generation seam
@@ -282,10 +310,12 @@ def run(
     progress: BatchProgress | None = None,
 ) -> Iterator[Result]:
     """Process every input of this shard, yielding one Result each as it finishes; never raises
-    for an input. Raises UsageError (before any work) when the command line itself is wrong."""
+    for an input. Raises UsageError (before any work) when the command line itself is wrong,
+    MediaError when the manifest cannot be written."""
     progress = progress or BatchProgress()
     items, many = expand_inputs(specs, task)
     plans = plan_outputs([p for p, _ in items], output, task, gen.samples, many=many)
+    check_overlap(gen.overlap, model_preset(opts.model))
     rank, world = shard()
     seen: set[Path] = set()
     twice: set[tuple[int, Path]] = set()  # (input index, output) claimed by an earlier input
@@ -296,6 +326,8 @@ def run(
             seen.add(o.resolve())
     mine = [i for i in range(len(items)) if i % world == rank]
     log_path = Path(manifest) if manifest else default_manifest(output, plans) if many else None
+    if log_path is not None:
+        check_manifest(log_path)
     for folder in {o.parent for outs in plans for o in outs}:
         remove_stale_parts(folder)  # what killed runs were writing there
     pending: deque[Result] = deque()
@@ -346,6 +378,7 @@ def run(
             yield finish(_failed(job.res, e, job.info.path), job.t0)
             yield from _drain(pending)
         return
+    check_overlap(gen.overlap, getattr(getattr(model, "engine", None), "preset", None))
     # closed however this generator ends (an error, SIGTERM, the caller stopping): the model's
     # scratch files and ffmpeg processes go at once, not whenever the garbage collector runs
     results = _generate(model, task, itertools.chain([first], stream), gen, opts, progress)

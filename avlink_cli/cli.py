@@ -15,6 +15,7 @@ Exit codes: 0 all inputs succeeded, 1 some input (or the model) failed, 2 usage 
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 from collections.abc import Iterator
@@ -56,6 +57,14 @@ class Sampler(str, Enum):
 
 # ------------------------------------------------------------------------------ shared options
 
+
+def finite(value: float | None) -> float | None:
+    """The callback of every float option: inf and nan are usage errors, before any work."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 ModelOpt = Annotated[
     str, typer.Option("--model", "-m", help="Preset name, model folder, or Hub id org/name[@rev].")
 ]
@@ -86,7 +95,8 @@ StepsOpt = Annotated[
     int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the model's).")
 ]
 CfgOpt = Annotated[
-    float | None, typer.Option("--cfg", min=0.0, help="Guidance scale (default: the model's).")
+    float | None,
+    typer.Option("--cfg", min=0.0, callback=finite, help="Guidance scale (default: the model's)."),
 ]
 SamplesOpt = Annotated[
     int, typer.Option("--samples", min=1, help="Outputs per input (named out.0.mp4, ...).")
@@ -106,7 +116,12 @@ ManifestOpt = Annotated[
 ]
 OverlapOpt = Annotated[
     float,
-    typer.Option("--overlap", min=0.0, help="Seconds shared by the windows of a long input."),
+    typer.Option(
+        "--overlap",
+        min=0.0,
+        callback=finite,
+        help="Seconds shared by the windows of a long input (less than the model's window).",
+    ),
 ]
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the backbone and Fusion blocks.")
@@ -247,6 +262,7 @@ def dub(
         typer.Option(
             "--mix-original",
             min=0.0,
+            callback=finite,
             metavar="GAIN",
             help="Mix the video's own soundtrack back in at this gain.",
         ),
@@ -431,7 +447,9 @@ def bench(
     direction: Annotated[Direction, typer.Option("--direction", help="What is generated.")] = (
         Direction.v2a
     ),
-    cfg: Annotated[float, typer.Option("--cfg", min=0.0, help="Guidance scale (1: no CFG).")] = 3.0,
+    cfg: Annotated[
+        float, typer.Option("--cfg", min=0.0, callback=finite, help="Guidance scale (1: no CFG).")
+    ] = 3.0,
     sampler: SamplerOpt = Sampler.euler,
     compile: CompileOpt = False,
     cuda_graphs: CudaGraphsOpt = False,

@@ -24,6 +24,7 @@ from avlink_cli.cli import (
     SeedOpt,
     app,
     cli_errors,
+    finite,
     setup_logging,
 )
 
@@ -216,7 +217,9 @@ def train(
     batch_size: Annotated[
         int | None, typer.Option("--batch-size", min=1, help="Global batch size.")
     ] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate.")] = None,
+    lr: Annotated[
+        float | None, typer.Option("--lr", callback=finite, help="Peak learning rate.")
+    ] = None,
     ablation: Annotated[
         list[str] | None,
         typer.Option("--ablation", help=f"Ablation switch: {', '.join(ABLATIONS)}."),
@@ -225,6 +228,7 @@ def train(
         float,
         typer.Option(
             "--contact-hint",
+            callback=finite,
             min=0.0,
             max=1.0,
             help="Fusion stage: over this fraction of the steps, V2A's conditioning frames at "
@@ -236,6 +240,7 @@ def train(
         float | None,
         typer.Option(
             "--contact-loss",
+            callback=finite,
             min=0.0,
             help="Fusion stage: weight of an auxiliary loss that asks the motion path (and the "
             "motion context, where the preset has one) to mark the frames of known contacts "
@@ -247,6 +252,7 @@ def train(
         float,
         typer.Option(
             "--onset-weight",
+            callback=finite,
             min=0.0,
             help="Fusion stage: V2A's loss weighs each audio token by 1 + this x its onset "
             "strength (spectral flux) over the clip's mean, so the tokens where sounds start, "
@@ -257,6 +263,7 @@ def train(
         float,
         typer.Option(
             "--silent-weight",
+            callback=finite,
             min=0.0,
             help="Fusion stage: V2A's loss of clips in which nothing sounds (AVSynth lists "
             "every event; some of these clips show silent motion) weighs 1 + this, as if they "
@@ -273,7 +280,10 @@ def train(
     time_limit: Annotated[
         float | None,
         typer.Option(
-            "--time-limit", min=0.0, help="Minutes per stage; stop early (saved) when reached."
+            "--time-limit",
+            min=0.0,
+            callback=finite,
+            help="Minutes per stage; stop early (saved) when reached.",
         ),
     ] = None,
     device: DeviceOpt = Device.auto,

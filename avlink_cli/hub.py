@@ -287,3 +287,24 @@ def _evict(path: Path) -> None:
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def model_json_on_disk(spec: str) -> Path | None:
+    """The model.json of the model `spec` names when it is on disk already: a model folder, the
+    packaged weights, or a Hub model in the huggingface_hub cache. Not verified, and the network
+    is never touched: for checks made before the model is resolved and loaded (`--overlap`).
+    None when there is none yet, or when `spec` is no model at all (resolve_model says why)."""
+    spec = spec.strip()
+    try:
+        if (path := _local_path(spec)) is not None:
+            return path / "model.json"
+        name, _, revision = spec.partition("@")
+        if not revision and "/" not in name and (packaged := packaged_folder(name)) is not None:
+            return packaged / "model.json"
+        ref = _hub_ref(spec)
+    except HubError:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    hit = try_to_load_from_cache(ref.repo_id, "model.json", revision=ref.revision)
+    return Path(hit) if isinstance(hit, str) else None

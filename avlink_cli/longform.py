@@ -1,9 +1,7 @@
 """Inputs of any length: windows of the model's clip length, continued across seams, stitched.
 
-Plan. Windows start on a grid of q seconds, the shortest span holding whole numbers of video frame
-groups and audio tokens (1 s for every preset), every `window - overlap` seconds; the last window
-is pulled back onto the grid so that it ends at most q past the input's end (that bit is padding:
-the last frame repeated, or silence). An input no longer than one window is one padded window.
+Plan (`windows.WindowPlan`, re-exported here). Windows start on a grid of q seconds every
+`window - overlap` seconds; an input no longer than one window is one padded window.
 
 Seams (inpainting). Window k + 1 starts inside window k: its first tokens cover instants window k
 has already generated. While window k + 1 is sampled, those tokens are held on the straight flow
@@ -27,7 +25,6 @@ depend on what it was batched with.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -37,63 +34,10 @@ import numpy as np
 import torch
 
 from .presets import Preset
+from .windows import WindowPlan, time_quantum  # noqa: F401 - the plan, re-exported
 
 if TYPE_CHECKING:
     from .pipeline import Engine
-
-
-def time_quantum(preset: Preset) -> Fraction:
-    """Shortest time in seconds that holds whole numbers of video frame groups and audio tokens."""
-    rates = [
-        Fraction(preset.video.tokens_per_second).limit_denominator(10_000),
-        Fraction(preset.audio.tokens_per_second).limit_denominator(10_000),
-    ]
-    g = rates[0]
-    for r in rates[1:]:  # gcd of fractions: gcd(a/b, c/d) = gcd(ad, cb) / bd
-        g = Fraction(math.gcd(g.numerator * r.denominator, r.numerator * g.denominator)) / (
-            g.denominator * r.denominator
-        )
-    return 1 / g
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """Where each window of one input starts. Times in seconds; indices by `rate` (per second)."""
-
-    window: Fraction
-    starts: tuple[Fraction, ...]
-    duration: float
-
-    @classmethod
-    def make(cls, preset: Preset, duration: float, *, overlap: float = 1.0) -> WindowPlan:
-        """Plan an input of `duration` seconds with `overlap` seconds (rounded up to the grid)."""
-        if duration <= 0:
-            raise ValueError(f"nothing to generate: input duration is {duration:g} s")
-        q = time_quantum(preset)
-        window = Fraction(preset.duration).limit_denominator(10_000)
-        ov = math.ceil(overlap / q - 1e-9) * q if overlap > 0 else Fraction(0)
-        stride = window - ov
-        if stride < q:
-            raise ValueError(
-                f"overlap {overlap:g} s leaves no stride in {float(window):g} s windows"
-            )
-        extra = Fraction(duration) - window
-        if extra <= 1e-9:
-            return cls(window, (Fraction(0),), duration)
-        n = 1 + math.ceil(extra / stride - 1e-9)
-        last = min((n - 1) * stride, math.ceil(extra / q - 1e-9) * q)
-        return cls(window, tuple(k * stride for k in range(n - 1)) + (last,), duration)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def index(self, k: int, rate: float) -> int:
-        """Window k's first frame / sample / token at `rate` per second."""
-        return round(self.starts[k] * Fraction(rate).limit_denominator(10_000))
-
-    def total(self, rate: float) -> int:
-        """Length of the whole output at `rate` per second: the input's own duration."""
-        return round(self.duration * rate)
 
 
 def crossfade(tail: np.ndarray, head: np.ndarray, *, equal_power: bool) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,13 +109,30 @@ def check_output(path: Path, src: Path, *, overwrite: bool) -> None:
         raise media.MediaError(f"{path}: is a folder, expected an output file")
     if path.exists() and not overwrite:
         raise media.OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+    check_writable(path)
+
+
+def check_writable(path: Path) -> None:
+    """Fail now (MediaError) unless a new file can be made where ``path`` goes: in its folder,
+    or in the nearest folder above it that exists, where the rest would be made.
+
+    Tried for real, with a hidden file removed at once: permission bits do not tell for root,
+    a read-only file system or an immutable folder.
+    """
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise media.MediaError(f"{path}: cannot write there, {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise media.MediaError(f"{path}: cannot write there, folder {parent} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".avlink-probe-", dir=parent)
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise media.MediaError(
+            f"{path}: cannot write there, folder {parent} is not writable ({why})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def write(
@@ -163,17 +181,33 @@ def default_manifest(output: str | None, plans: list[list[Path]]) -> Path | None
     return Path(os.path.commonpath(sorted(parents))) / MANIFEST_NAME if parents else None
 
 
+def check_manifest(path: Path) -> None:
+    """Fail now, before any work, if the manifest cannot be appended to (raises MediaError)."""
+    if not path.exists():
+        return check_writable(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise media.MediaError(f"{path}: cannot append to the manifest ({why})") from None
+
+
 def append_manifest(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line with a single write to an O_APPEND file (under an exclusive lock
     where the platform has one), so concurrent ranks never interleave or tear lines."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = (json.dumps(record) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
+    fd = None
+    try:  # checked before any work (check_manifest): the folder went away or filled up since
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         with contextlib.suppress(ImportError, OSError):
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, data)
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise media.MediaError(f"{path}: cannot append to the manifest ({why})") from None
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)

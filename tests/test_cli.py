@@ -322,6 +322,65 @@ def test_animate_keeps_the_inputs_channels_and_rate(make_clip, tmp_path, fake_mo
     assert (info.channels, info.sample_rate) == (channels, 44_100)
 
 
+TINY_TRAIN = ["train", "audio", "-o", "{out}", "--preset", "tiny", "--steps", "1", "--clips", "2"]
+TINY_TRAIN += ["--val-clips", "1", "--workers", "1", "--cache", "{cache}", "--device", "cpu"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["dub", "{clip}", "--cfg", "inf"],
+        ["dub", "{clip}", "--cfg", "nan"],
+        ["dub", "{clip}", "--mix-original", "inf"],
+        ["dub", "{clip}", "--overlap", "inf"],
+        ["animate", "{wav}", "--cfg", "inf"],
+        ["bench", "--preset", "tiny", "--steps", "1", "--cfg", "inf"],
+        [*TINY_TRAIN, "--lr", "nan"],
+        [*TINY_TRAIN, "--time-limit", "inf"],
+    ],
+)
+def test_inf_and_nan_are_usage_errors(clips, tmp_path, fake_model, args):
+    # (were the check to go, each command would be quick: fake model, tiny preset, one step)
+    paths = {"clip": clips / "clip.mp4", "wav": clips / "drums.wav", "out": tmp_path / "m"}
+    paths["cache"] = tmp_path / "cache"
+    res = invoke(*(a.format(**paths) for a in args))
+    # inf: ours; nan fails a min= range check first, where there is one (click's message)
+    why = "is not a finite number" if "nan" not in args or "--lr" in args else "greater than"
+    assert res.exit_code == 2 and why in res.output and args[-2] in res.output, res.output
+    assert not (tmp_path / "m").exists() and not list(clips.glob("*.dubbed.*"))
+
+
+def test_overlap_is_checked_before_the_model_loads(make_clip, tmp_path, monkeypatch):
+    """The tiny model's windows are 2 s on a 1 s grid: 1 s of overlap at most."""
+    from tiny_model import make_model_folder
+
+    folder = make_model_folder(tmp_path / "tiny")
+
+    def no_model(opts):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(batch, "load_model", no_model)
+    clip = make_clip(fps=25, duration=5.0)
+    for overlap in ("2", "1.5"):
+        res = invoke("dub", clip, "-o", tmp_path / "o.mp4", "--model", folder, "--overlap", overlap)
+        assert res.exit_code == 2, res.output
+        assert err_lines(res) == [
+            f"error: --overlap {overlap}: the model's windows are 2 s long; "
+            "the overlap must be at most 1 s"
+        ]
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_overlap_is_a_usage_error_within_seconds_for_the_default_model(make_clip, tmp_path):
+    """The bar: `avlink dub <60 s clip> --overlap 4` exits 2 quickly, before any model load."""
+    clip = make_clip(fps=12, duration=60.0, size=(32, 32))
+    t0 = time.perf_counter()
+    res = run_cli("dub", clip, "-o", tmp_path / "o.mp4", "--overlap", "4")
+    wall = time.perf_counter() - t0
+    assert res.returncode == 2 and "the overlap must be at most 3 s" in res.stderr, res.stderr
+    assert wall < 10  # 3 s asked; generous for a loaded machine (measured: see the report)
+
+
 @pytest.mark.parametrize("size", [(2, 2), (1, 1)])
 def test_a_tiny_video_is_dubbed(make_clip, tmp_path, fake_model, size):
     clip = tmp_path / "tiny.mp4"
@@ -329,6 +388,47 @@ def test_a_tiny_video_is_dubbed(make_clip, tmp_path, fake_model, size):
     res = invoke("dub", clip)
     assert res.exit_code == 0, res.output
     assert packet_md5s(tmp_path / "tiny.dubbed.mp4") == packet_md5s(clip)
+
+
+def _read_only(folder: Path) -> str | None:
+    """Make `folder` refuse new files for real; how it was done, or None when it cannot be."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return "chmod"
+    res = subprocess.run(["chattr", "+i", str(folder)], capture_output=True)
+    if res.returncode == 0 and subprocess.run(["touch", str(folder / "x")]).returncode != 0:
+        return "chattr"
+    subprocess.run(["chattr", "-i", str(folder)], capture_output=True)
+    return None
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    how = _read_only(ro)
+    if how is None:
+        pytest.skip("no way to make a read-only folder here (root without chattr)")
+    yield ro
+    if how == "chattr":
+        subprocess.run(["chattr", "-i", str(ro)], check=True)
+    ro.chmod(0o755)
+
+
+@pytest.mark.parametrize("target", ["folder", "file"])
+def test_unwritable_output_folder_is_one_line(clips, read_only_folder, fake_model, target):
+    """The same message for `-o ro/` (a batch: outputs and manifest) as for `-o ro/x.mp4`."""
+    ro = read_only_folder
+    out = ro if target == "folder" else ro / "x.mp4"
+    res = invoke("dub", clips / "clip.mp4", clips / "silent.mp4", "-o", out)
+    if target == "file":
+        res = invoke("dub", clips / "clip.mp4", "-o", out)
+    assert res.exit_code == 1
+    (line,) = err_lines(res)
+    name = "avlink-manifest.jsonl" if target == "folder" else "x.mp4"
+    assert line.startswith(f"error: {ro / name}: cannot write there, folder {ro} is not writable")
+    assert "Errno" not in line and "OSError" not in line
+    assert list(ro.iterdir()) == []
 
 
 def test_hidden_files_and_partial_outputs_are_not_inputs(clips, fake_model):
