@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,129 @@ def test_torchrun_two_processes_match_one(tmp_path):
     for k in a:
         if k.startswith("param."):
             torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+# --- checkpoints that survive a crash ---------------------------------------------------------
+
+
+class Crash(Exception):
+    """Stands for a process that dies right after a checkpoint was saved."""
+
+
+def run_in_process(ckpt: Path, *, crash_at: int | None = None):
+    """The toy stage for 12 steps (a checkpoint every step); (module, EMA weights)."""
+    from toy_train import N, Toy, dataset
+
+    from avlink_cli.training.loop import LoopConfig, train
+
+    x, y = dataset()
+    module = Toy()
+    cfg = LoopConfig(steps=12, batch_size=8, lr=0.05, warmup=1, ckpt_every=1, ema_decay=0.9)
+    cfg = replace(cfg, log_every=1)
+
+    def on_step(report) -> None:
+        if report.step == crash_at:
+            raise Crash
+
+    ema = train(
+        module,
+        cfg=cfg,
+        n_items=N,
+        make_batch=lambda idx: {"x": x[idx], "y": y[idx]},
+        ckpt_root=ckpt,
+        device=torch.device("cpu"),
+        on_step=on_step,
+    )
+    return module, ema
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run_in_process(tmp_path_factory.mktemp("ref") / "ckpt")
+
+
+def assert_same(got, want) -> None:
+    (module, ema), (ref_module, ref_ema) = got, want
+    for (k, p), (_, q) in zip(
+        module.named_parameters(), ref_module.named_parameters(), strict=True
+    ):
+        assert torch.equal(p, q), k
+    assert all(torch.equal(ema[k], ref_ema[k]) for k in ref_ema)
+
+
+def crashed_at_6(tmp_path: Path) -> Path:
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Crash):
+        run_in_process(ckpt, crash_at=6)
+    assert sorted(p.name for p in ckpt.glob("ckpt-*")) == ["ckpt-0000005", "ckpt-0000006"]
+    return ckpt
+
+
+def damage(path: Path, how: str) -> None:
+    data = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # one flipped byte in the tensor data: only the checksum can tell
+        path.write_bytes(data[:-5] + bytes([data[-5] ^ 0xFF]) + data[-4:])
+
+
+@pytest.mark.parametrize(
+    ("name", "how"),
+    [
+        ("state.safetensors", "truncated"),
+        ("state.safetensors", "flipped"),
+        ("state.json", "truncated"),
+    ],  # fmt: skip
+)
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, caplog, reference, name, how):  # fmt: skip
+    ckpt = crashed_at_6(tmp_path)
+    damage(ckpt / "ckpt-0000006" / name, how)
+    with caplog.at_level(logging.WARNING, logger="avlink_cli.training.loop"):
+        resumed = run_in_process(ckpt)
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert str(ckpt / "ckpt-0000006" / name) in message
+    assert f"resuming from the checkpoint before it, {ckpt / 'ckpt-0000005'} (step 5)" in message
+    assert_same(resumed, reference)  # steps 6-12 redone exactly as an unbroken run takes them
+    assert sorted(p.name for p in ckpt.glob("ckpt-*")) == ["ckpt-0000011", "ckpt-0000012"]
+
+
+def test_no_usable_checkpoint_is_one_line_saying_how_to_start_over(tmp_path):
+    from avlink_cli.batch import one_line
+    from avlink_cli.training.loop import CheckpointError
+
+    ckpt = crashed_at_6(tmp_path)
+    for folder in ckpt.glob("ckpt-*"):
+        damage(folder / "state.safetensors", "truncated")
+    with pytest.raises(CheckpointError) as e:
+        run_in_process(ckpt)
+    message = one_line(e.value)  # what the CLI prints after "error: "
+    assert message == str(e.value) and "\n" not in message
+    assert message.startswith(f"{ckpt}: no usable checkpoint to resume from")
+    assert message.endswith(f"delete {ckpt} to start this stage over")
+    assert (
+        "ckpt-0000006/state.safetensors" in message and "ckpt-0000005/state.safetensors" in message
+    )
+
+
+def test_checkpoints_written_before_checksums_still_resume_exactly(tmp_path, reference):
+    """The format of a run in progress today: one checkpoint, no sha256 in its state.json."""
+    ckpt = crashed_at_6(tmp_path)
+    shutil.rmtree(ckpt / "ckpt-0000005")
+    state = ckpt / "ckpt-0000006" / "state.json"
+    info = json.loads(state.read_text())
+    del info["sha256"]
+    state.write_text(json.dumps(info))
+    assert sorted(info) == ["names", "param_groups", "step"]
+    assert_same(run_in_process(ckpt), reference)
+
+
+def test_saves_are_checksummed_and_the_last_two_kept(tmp_path):
+    from avlink_cli.manifest import sha256_file
+
+    ckpt = tmp_path / "ckpt"
+    run_in_process(ckpt)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["ckpt-0000011", "ckpt-0000012", "latest.json"]
+    for folder in ckpt.glob("ckpt-*"):
+        info = json.loads((folder / "state.json").read_text())
+        assert info["sha256"] == {"state.safetensors": sha256_file(folder / "state.safetensors")}
+    assert json.loads((ckpt / "latest.json").read_text()) == {"step": 12, "path": "ckpt-0000012"}

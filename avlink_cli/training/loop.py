@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from avlink_cli.manifest import write_json_atomic
+from avlink_cli.files import set_default_mode
+from avlink_cli.manifest import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,20 @@ def lr_at(cfg: LoopConfig, step: int) -> float:
 
 
 # --- checkpoints: safetensors for tensors, JSON for the rest; never pickle --------------------
+#
+# <root>/ckpt-<step>/ holds state.safetensors and state.json (step, optimizer groups, parameter
+# names and the sha256 of state.safetensors); <root>/latest.json names the newest. A save writes
+# a hidden folder, fsyncs it and renames it into place, so a crash or power loss leaves the
+# previous checkpoints as they were; the last two are kept. A resume takes the newest that
+# passes its own checksums and says so when it had to fall back. Checkpoints from before the
+# checksums (one kept, no sha256) are read as they are, checked by their safetensors header.
+
+KEEP = 2  # checkpoints kept: the newest, and one to fall back to if the newest is damaged
+STATE = "state.safetensors"
+
+
+class CheckpointError(Exception):
+    """A checkpoint folder with nothing to resume from; one line for the user."""
 
 
 def save_checkpoint(
@@ -169,10 +186,15 @@ def save_checkpoint(
     opt: torch.optim.Optimizer,
     ema: EMA,
 ) -> None:
-    """Write ckpt-<step>/ atomically (temp dir + rename), then point `latest.json` at it."""
+    """Write ckpt-<step>/ durably (hidden folder, fsync, rename), point `latest.json` at it,
+    and keep the last `KEEP` checkpoints."""
     ckpt_root.mkdir(parents=True, exist_ok=True)
+    # what saves cut short by a crash left (one writer: rank 0)
+    for stale in ckpt_root.glob(".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in ckpt_root.glob(".latest.json.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = ckpt_root / f".tmp-{step}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     tensors = {f"param.{k}": p.detach().float().contiguous().cpu() for k, p in params.items()}
     tensors |= {f"ema.{k}": v.contiguous().cpu() for k, v in ema.shadow.items()}
@@ -181,31 +203,108 @@ def save_checkpoint(
     for idx, state in sd["state"].items():
         for key, val in state.items():
             tensors[f"opt.{names[idx]}.{key}"] = torch.as_tensor(val).contiguous().cpu()
-    save_file(tensors, tmp / "state.safetensors")
+    save_file(tensors, tmp / STATE)
+    _fsync(tmp / STATE)
     groups = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
-    write_json_atomic(tmp / "state.json", {"step": step, "param_groups": groups, "names": names})
+    info = {"step": step, "param_groups": groups, "names": names}
+    info["sha256"] = {STATE: sha256_file(tmp / STATE)}
+    _write_json_durably(tmp / "state.json", info)
+    _fsync(tmp)
     final = ckpt_root / f"ckpt-{step:07d}"
-    shutil.rmtree(final, ignore_errors=True)
+    shutil.rmtree(final, ignore_errors=True)  # a damaged one that a resume fell back from
     os.replace(tmp, final)
-    write_json_atomic(ckpt_root / "latest.json", {"step": step, "path": final.name})
-    for old in ckpt_root.glob("ckpt-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    _fsync(ckpt_root)
+    _write_json_durably(ckpt_root / "latest.json", {"step": step, "path": final.name})
+    # newer ones than this are the damaged ones that a resume passed over
+    kept = [c for c in _checkpoints(ckpt_root) if _step(c) <= step][:KEEP]
+    for old in set(_checkpoints(ckpt_root)) - set(kept):
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def load_checkpoint(
     ckpt_root: Path, params: dict[str, nn.Parameter], opt: torch.optim.Optimizer, ema: EMA
 ) -> int:
-    """Restore the latest checkpoint; returns its step (0 when there is none)."""
-    latest = ckpt_root / "latest.json"
-    if not latest.is_file():
+    """Restore the newest usable checkpoint; returns its step (0 when there is none).
+
+    A checkpoint that fails its checksums, or cannot be read, is passed over for the one before
+    it, with a warning naming the file. CheckpointError when there were checkpoints but none is
+    usable: the message names the folder and how to start over.
+    """
+    found = _checkpoints(ckpt_root)
+    if not found and not (ckpt_root / "latest.json").exists():
         return 0
-    meta = json.loads(latest.read_text())
-    folder = ckpt_root / meta["path"]
-    info = json.loads((folder / "state.json").read_text())
-    tensors = load_file(folder / "state.safetensors")
+    problems: list[str] = []
+    for folder in found:
+        try:
+            info, tensors = _read_checkpoint(folder, params)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        if problems and rank() == 0:
+            log.warning(
+                "%s; resuming from the checkpoint before it, %s (step %d)",
+                "; ".join(problems),
+                folder,
+                info["step"],
+            )
+        _restore(info, tensors, params, opt, ema)
+        return int(info["step"])
+    why = "; ".join(problems) if problems else "latest.json but no ckpt-* folder"
+    raise CheckpointError(
+        f"{ckpt_root}: no usable checkpoint to resume from ({why}); "
+        f"delete {ckpt_root} to start this stage over"
+    )
+
+
+def _checkpoints(ckpt_root: Path) -> list[Path]:
+    """The ckpt-<step> folders, newest first."""
+    found = [p for p in ckpt_root.glob("ckpt-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted(found, key=_step, reverse=True)
+
+
+def _step(folder: Path) -> int:
+    return int(folder.name[5:])
+
+
+def _read_checkpoint(
+    folder: Path, params: dict[str, nn.Parameter]
+) -> tuple[dict, dict[str, torch.Tensor]]:
+    """state.json and the tensors of one checkpoint, checked against its own sums and against
+    this stage's parameters; CheckpointError names the file that is wrong."""
+    try:
+        info = json.loads((folder / "state.json").read_text())
+        info["step"] = int(info["step"])
+        if not (isinstance(info["names"], list) and isinstance(info["param_groups"], list)):
+            raise ValueError("names or param_groups is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{folder / 'state.json'} is unreadable ({_reason(e)})") from None
+    for name, digest in (info.get("sha256") or {}).items():  # older checkpoints have none
+        try:
+            ok = sha256_file(folder / name) == digest
+        except OSError as e:
+            raise CheckpointError(f"{folder / name} is unreadable ({_reason(e)})") from None
+        if not ok:
+            raise CheckpointError(
+                f"{folder / name} does not match its sha256 in state.json (truncated or corrupt)"
+            )
+    try:
+        tensors = load_file(folder / STATE)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{folder / STATE} is unreadable ({_reason(e)})") from None
     if set(info["names"]) != set(params):
-        raise RuntimeError(f"{folder}: checkpoint parameters do not match this stage's")
+        raise CheckpointError(f"{folder}: its parameters do not match this stage's")
+    if missing := [k for k in params if f"param.{k}" not in tensors or f"ema.{k}" not in tensors]:
+        raise CheckpointError(f"{folder / STATE} lacks the tensors of {missing[0]!r}")
+    return info, tensors
+
+
+def _restore(
+    info: dict,
+    tensors: dict[str, torch.Tensor],
+    params: dict[str, nn.Parameter],
+    opt: torch.optim.Optimizer,
+    ema: EMA,
+) -> None:
     with torch.no_grad():
         for k, p in params.items():
             p.copy_(tensors[f"param.{k}"].to(p.dtype))
@@ -219,7 +318,44 @@ def load_checkpoint(
             state[idx] = entries
     groups = [dict(g, params=list(range(len(params)))) for g in info["param_groups"]]
     opt.load_state_dict({"state": state, "param_groups": groups})
-    return int(info["step"])
+
+
+def _reason(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to the disk (folders: where the OS allows it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        if path.is_dir():
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_json_durably(path: Path, data: object) -> None:
+    """JSON to a hidden temporary file, fsynced, renamed over `path`, the folder fsynced."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        set_default_mode(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)
 
 
 # --- the loop ---------------------------------------------------------------------------------
