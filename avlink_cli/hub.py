@@ -10,15 +10,21 @@ Packaged weights live in `weights/` next to the `avlink_cli` package (a reposito
 editable install). Set AVLINK_WEIGHTS to a folder of `<name>/` model folders to use another place.
 
 Hub downloads go through huggingface_hub's `snapshot_download` into its cache (HF_HUB_CACHE, or
-`cache_dir`). It checks sizes only, so every file the manifest lists is then checked against its
-sha256; a file that fails is evicted from the cache (snapshot link and blob) so that running again
-downloads it afresh. Offline (`offline=True`, or HF_HUB_OFFLINE set) nothing touches the network:
-the model comes from the cache or the call fails saying what is missing. Every failure is a
-`HubError` whose message is one line for the user.
+`cache_dir`), in two steps at one commit: `manifest.json` and `model.json` first, then only the
+files those two name (a repo may hold anything else). It checks sizes only, so every file the
+manifest lists is then checked against its sha256; a file that fails is evicted from the cache
+(snapshot link and blob) so that running again downloads it afresh. Offline (`offline=True`, or
+HF_HUB_OFFLINE set) nothing touches the network: the model comes from the cache or the call fails
+saying what is missing. Every failure is a `HubError` whose message is one line for the user.
+
+A local folder gets the same checks as a Hub snapshot: no file name in its manifest or model.json
+may lead outside it (absolute, or with `..`).
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import logging
 import os
 import re
@@ -44,6 +50,7 @@ from avlink_cli.presets import PRESETS
 logger = logging.getLogger(__name__)
 
 HUB_REPOS: dict[str, str] = {"avsynth-s": "avlink/avsynth-s"}
+MODEL_JSON = "model.json"
 WEIGHTS_ENV = "AVLINK_WEIGHTS"
 DEFAULT_REVISION = "main"
 
@@ -158,6 +165,7 @@ def _local_path(spec: str) -> Path | None:
 
 def _verified_local(folder: Path) -> Path:
     try:
+        _needed_files(folder, f"model folder {folder}")
         verify_folder(folder)
     except ManifestError as e:
         raise HubError(str(e)) from e
@@ -195,16 +203,31 @@ def _fetch(
     offline_now = is_offline(offline)
     host = endpoint or hf_constants.ENDPOINT
     retry = f"run `avlink download {ref}` with network"
-    try:
-        folder = snapshot_download(
-            ref.repo_id,
-            revision=ref.revision,
-            cache_dir=cache_dir,
-            endpoint=endpoint,
-            local_files_only=offline_now,
-            library_name="avlink",
-            library_version=avlink_cli.__version__,
+
+    def snapshot(revision: str, files: list[str]) -> Path:
+        return Path(
+            snapshot_download(
+                ref.repo_id,
+                revision=revision,
+                cache_dir=cache_dir,
+                endpoint=endpoint,
+                local_files_only=offline_now,
+                allow_patterns=[glob.escape(name) for name in files],  # names, not patterns
+                library_name="avlink",
+                library_version=avlink_cli.__version__,
+            )
         )
+
+    try:
+        head = snapshot(ref.revision, [MANIFEST, MODEL_JSON])
+        try:
+            needed = _needed_files(head, f"model {ref.label}")
+        except ManifestError as e:
+            _evict(head / MANIFEST)
+            raise HubError(f"model {ref.label} is not an avlink model: {e}") from e
+        folder = snapshot(head.name, needed)  # the same commit: snapshots are named by it
+    except HubError:
+        raise
     except LocalEntryNotFoundError as e:  # not cached (or partly) and no network to fetch it
         if offline_now:
             why = "--offline is set" if offline else "HF_HUB_OFFLINE is set"
@@ -241,6 +264,21 @@ def _describe_cache(ref: HubRef, cache_dir: Path | None) -> str:
     state = "only partly in" if (repo_cache / "snapshots" / commit).is_dir() else "not in"
     packaged = "" if ref.preset is None else f"; no packaged copy in {weights_dir()}"
     return f"{state} the local cache ({repo_cache}{packaged})"
+
+
+def _needed_files(folder: Path, label: str) -> list[str]:
+    """model.json, the manifest and every file they name; HubError for a name outside the
+    folder (absolute, or with ..). ManifestError when there is no readable manifest."""
+    named = [(name, MANIFEST) for name in read_manifest(folder)["files"]]
+    try:  # a model.json that cannot be read is for loading to report, with its file named
+        components = json.loads((folder / MODEL_JSON).read_text())["components"]
+        named += [(e.get("file", f"{c}.safetensors"), MODEL_JSON) for c, e in components.items()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    for name, where in named:
+        if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise HubError(f"{label}: {where} names {name!r}, outside the model folder")
+    return list(dict.fromkeys([MANIFEST, MODEL_JSON, *(name for name, _ in named)]))
 
 
 def _verify_snapshot(folder: Path, ref: HubRef, *, retry: str, offline: bool) -> Path:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from hubserver import FakeHub, read_folder, write_model_folder
@@ -195,3 +199,55 @@ def test_download_refuses_local_folder_and_conflicting_revision(tmp_path: Path) 
         download(str(folder))
     with pytest.raises(HubError, match="names revision 'v1' but --revision is 'v2'"):
         download(f"{REPO}@v1", revision="v2")
+
+
+# --- only what the model needs; no name leads outside the folder --------------------------------
+
+
+def _manifest_for(files: dict[str, bytes]) -> bytes:
+    entries = {
+        n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in files.items()
+    }
+    return json.dumps({"format": 1, "files": entries}).encode()
+
+
+def _gets(hub: FakeHub) -> set[str]:
+    return {unquote(p).split("/resolve/", 1)[1].split("/", 1)[1] for m, p in hub.file_requests() if m == "GET"}  # fmt: skip
+
+
+def test_download_fetches_only_what_the_manifest_and_model_json_name(
+    hub: FakeHub, cache: Path, main_files: dict[str, bytes]
+) -> None:
+    weights = {"w[1].safetensors": b"\x01" * 64, "extra weights.bin": b"\x02" * 32}  # glob chars
+    model_json = json.dumps({"components": {"x": {"file": "from model.json.bin"}}}).encode()
+    listed = {"model.json": model_json, **weights}
+    unlisted = {"README.md": b"# a model card", "old/w0.safetensors": b"\x00" * 4096}
+    files = {**listed, **unlisted, "from model.json.bin": b"\x03", "manifest.json": _manifest_for(listed)}  # fmt: skip
+    hub.add_commit("org/extra", files)
+    folder = download("org/extra", endpoint=hub.endpoint, cache_dir=cache)
+    assert _gets(hub) == {"manifest.json", "model.json", "from model.json.bin", *weights}
+    assert not (folder / "README.md").exists() and not (folder / "old").exists()
+
+
+@pytest.mark.parametrize("where", ["manifest", "model.json"])
+@pytest.mark.parametrize("name", ["../outside.safetensors", "/etc/hostname", "a/../../b.bin"])
+def test_no_name_leads_outside_a_model_folder(
+    hub: FakeHub, cache: Path, tmp_path: Path, where: str, name: str
+) -> None:
+    (tmp_path / "outside.safetensors").write_bytes(b"not yours")
+    folder = write_model_folder(tmp_path / "m")
+    if where == "manifest":
+        manifest = json.loads((folder / "manifest.json").read_text())
+        outside = (folder / name).read_bytes() if (folder / name).is_file() else b""
+        manifest["files"][name] = {"sha256": hashlib.sha256(outside).hexdigest(), "size": len(outside)}  # fmt: skip
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    else:
+        (folder / "model.json").write_text(json.dumps({"components": {"fusion": {"file": name}}}))
+        write_manifest(folder, ["model.json", "audio_dit.safetensors", "fusion.safetensors"])
+    shown = "manifest.json" if where == "manifest" else "model.json"
+    with pytest.raises(HubError, match=rf"{shown} names '{re.escape(name)}', outside the model"):
+        resolve_model(str(folder))  # a local folder
+    hub.add_commit("org/escape", read_folder(folder))
+    with pytest.raises(HubError, match=rf"{shown} names '{re.escape(name)}', outside the model"):
+        resolve_model("org/escape", endpoint=hub.endpoint, cache_dir=cache)
+    assert _gets(hub) <= {"manifest.json", "model.json"}  # refused before fetching the rest
