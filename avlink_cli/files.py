@@ -50,7 +50,8 @@ def _try_lock(fd: int) -> bool | None:
 
 def is_part(path: Path) -> bool:
     """Whether `path` is named like a temporary output (see `claim_part`)."""
-    return path.name.startswith(".") and Path(path.stem).suffix == PART
+    name = path.name
+    return name.startswith(".") and (name.endswith(PART) or Path(path.stem).suffix == PART)
 
 
 def claim_part(target: Path) -> tuple[int, Path]:
