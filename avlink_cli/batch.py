@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from avlink_cli import media
+from avlink_cli import media, shutdown
 from avlink_cli.files import is_part, remove_stale_parts
 from avlink_cli.outputs import (  # re-exported: the runner's vocabulary
     ANIMATE,
@@ -343,6 +343,7 @@ def run(
 
     def jobs() -> Iterator[_Job]:
         for i in mine:
+            shutdown.check()  # a SIGTERM that Python dropped stops here (see shutdown)
             (src, problem), outs, t0 = items[i], plans[i], time.perf_counter()
             res = Result(str(src), [str(o) for o in outs])
             try:
@@ -384,6 +385,7 @@ def run(
     results = _generate(model, task, itertools.chain([first], stream), gen, opts, progress)
     with contextlib.closing(results):
         for job, out in results:
+            shutdown.check()
             yield from _drain(pending)
             res = job.res
             try:

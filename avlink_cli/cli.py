@@ -17,7 +17,6 @@ import json
 import logging
 import math
 import os
-import signal
 from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated, NoReturn
@@ -528,33 +527,26 @@ def main() -> None:
 
     Under torchrun each worker ends through `exit_worker` (gloo can abort a worker during the
     interpreter's teardown after all its work is done; see there)."""
-    _exit_on_sigterm()
+    from avlink_cli import shutdown
+
+    shutdown.install()  # SIGTERM unwinds like Ctrl-C and exits 143
     # training.loop.under_torchrun, inline: importing that module imports torch, which a
     # plain `avlink --help` should not wait for
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        app(prog_name="avlink")
+        try:
+            app(prog_name="avlink")
+        finally:
+            shutdown.check()  # a SIGTERM whose exception Python dropped still exits 143
         return
     try:
         app(prog_name="avlink")
         code = 0
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    code = shutdown.EXIT_CODE if shutdown.requested() else code
     from avlink_cli.training.loop import exit_worker
 
     exit_worker(code)
-
-
-def _exit_on_sigterm() -> None:
-    """Make SIGTERM (timeout, systemd, docker stop, batch schedulers) unwind like Ctrl-C: every
-    `finally` runs, so temporary outputs and scratch folders go and ffmpeg children are stopped;
-    then the process exits 128 + 15 = 143. A second SIGTERM is ignored, so that it cannot cut
-    that cleanup short (SIGKILL still ends everything; ffmpeg children die with the process)."""
-
-    def handler(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, handler)
 
 
 # The other commands (models, download, synth, train, eval) register themselves on `app`.

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
+from . import shutdown
 from .presets import Preset
 from .windows import WindowPlan, time_quantum  # noqa: F401 - the plan, re-exported
 
@@ -248,6 +249,7 @@ def run_jobs(
     p = engine.preset
     try:
         while True:
+            shutdown.check()  # each round: a SIGTERM that Python dropped stops here
             while len(active) < batch_size and (job := next(pending, None)) is not None:
                 rate = p.audio.sample_rate if job.direction == "v2a" else p.video.fps
                 stitcher = Stitcher(

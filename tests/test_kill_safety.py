@@ -204,6 +204,36 @@ def test_sigkill_mid_write_then_rerun_leaves_six_outputs_and_nothing_else(folder
     print(f"ffmpeg gone {gone_after:.2f} s after the kill")
 
 
+SIGTERM_IN = {
+    # a finaliser: the handler's SystemExit is dropped ("Exception ignored"); the request stays
+    "finaliser": (
+        "class Finaliser:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        for _ in range(1000):  # the handler runs in here\n"
+        "            pass\n"
+        "Finaliser()\n"
+    ),
+    # around a fork (media.ffmpeg.spawn): only noted, so that no fork hook drops it
+    "held": (
+        "with shutdown.held():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    for _ in range(1000):\n"
+        "        pass\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("where", SIGTERM_IN)
+def test_a_sigterm_that_cannot_raise_where_it_lands_still_ends_the_run(where):
+    """The request is kept: the next check raises it, and the exit code is 143."""
+    code = "import os, signal\nfrom avlink_cli import shutdown\nshutdown.install()\n"
+    code += SIGTERM_IN[where] + "print('went on', flush=True)\nshutdown.check()\nprint('no')\n"
+    res = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert res.stdout == "went on\n" and res.returncode == 143, res.stderr
+    assert ("Exception ignored" in res.stderr) == (where == "finaliser")
+
+
 @pytest.mark.slow
 def test_sigterm_cleans_up_and_exits_143(folder, make_clip, tmp_path):
     """Killed by SIGTERM in the middle of a long input: the clips before it are written and

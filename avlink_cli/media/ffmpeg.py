@@ -2,7 +2,7 @@
 
 Every ffmpeg failure becomes a one-line MediaError naming the file and quoting ffmpeg's most
 specific complaint. Every file name reaches ffmpeg through `file_arg` (absolute, behind the
-`file:` protocol), and every ffmpeg dies with the process that started it (`child_kwargs`).
+`file:` protocol), and every ffmpeg dies with the process that started it (`spawn`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from avlink_cli import shutdown
 
 
 class MediaError(Exception):
@@ -64,10 +66,35 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-def child_kwargs() -> dict:
-    """Popen keyword arguments for every ffmpeg child (see _die_with_parent)."""
+def spawn(cmd: list[str], **popen) -> subprocess.Popen:
+    """Start an ffmpeg child that dies with this process (see _die_with_parent). A SIGTERM that
+    comes during the fork is raised once the child is started, and the child is then killed."""
     preexec = _die_with_parent()
-    return {} if preexec is None else {"preexec_fn": preexec}
+    proc = None
+    try:
+        with shutdown.held():
+            proc = subprocess.Popen(
+                cmd, **({} if preexec is None else {"preexec_fn": preexec}), **popen
+            )
+        shutdown.check()
+    except BaseException:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        raise
+    return proc
+
+
+def run_captured(cmd: list[str]) -> tuple[int, bytes, bytes]:
+    """Run an ffmpeg command to its end: (exit code, stdout, stderr)."""
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return proc.returncode, out, err
 
 
 _GENERIC = ("Error opening", "Error parsing", "Failed to set value", "To ignore this", "Conversion")
@@ -91,7 +118,7 @@ def ffmpeg_process(args: list[str], path: Path, what: str, **popen) -> Iterator[
     """
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", *args]
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stderr=err, **child_kwargs(), **popen)
+        proc = spawn(cmd, stderr=err, **popen)
         try:
             yield proc
         except BaseException:

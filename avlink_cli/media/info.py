@@ -9,12 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from .ffmpeg import MediaError, child_kwargs, ffmpeg_exe, file_arg, last_line
+from .ffmpeg import MediaError, ffmpeg_exe, file_arg, last_line, run_captured
 
 
 @dataclass(frozen=True)
@@ -80,15 +79,13 @@ def _stream_spans(path: Path, maps: list[str]) -> list[tuple[int, Fraction, Frac
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", file_arg(path)]
     for m in maps:
         cmd += ["-map", m]
-    res = subprocess.run(
-        [*cmd, "-c", "copy", "-f", "framecrc", "-"], capture_output=True, **child_kwargs()
-    )
-    err = res.stderr.decode(errors="replace")
-    if res.returncode != 0 or err.strip():
+    rc, out, err_bytes = run_captured([*cmd, "-c", "copy", "-f", "framecrc", "-"])
+    err = err_bytes.decode(errors="replace")
+    if rc != 0 or err.strip():
         raise MediaError(f"{path}: truncated or corrupt ({last_line(err)})")
     tb: dict[int, Fraction] = {}
     pkts: dict[int, list[tuple[int, int]]] = {i: [] for i in range(len(maps))}
-    for line in res.stdout.decode(errors="replace").splitlines():
+    for line in out.decode(errors="replace").splitlines():
         if m := re.match(r"#tb (\d+): (\d+)/(\d+)", line):
             tb[int(m.group(1))] = Fraction(int(m.group(2)), int(m.group(3)))
         elif line and line[0].isdigit():
@@ -124,12 +121,8 @@ def probe(path: str | os.PathLike) -> MediaInfo:
 @functools.lru_cache(maxsize=256)
 def _probe(path: Path, size: int, mtime_ns: int, inode: int) -> MediaInfo:
     """probe() itself; the file's identity is in the arguments so that a changed file is read again."""
-    res = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_arg(path)],
-        capture_output=True,
-        **child_kwargs(),
-    )
-    text = res.stderr.decode(errors="replace")
+    _, _, err = run_captured([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", file_arg(path)])
+    text = err.decode(errors="replace")
     if "Input #0" not in text:
         raise MediaError(f"{path}: not a media file ffmpeg can read ({last_line(text)})")
     # stream lines only: the "Input #0 ... from '<name>'" line holds a name someone else chose

@@ -27,6 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from avlink_cli import shutdown
 from avlink_cli.files import set_default_mode
 from avlink_cli.manifest import sha256_file
 
@@ -410,6 +411,7 @@ def train(
     t_last, n_since = time.perf_counter(), 0
     t_start = t_last
     for step in range(start, cfg.steps):
+        shutdown.check()  # a SIGTERM that Python dropped stops here (avlink_cli.shutdown)
         if cfg.time_limit is not None and _out_of_time(
             time.perf_counter() - t_start > cfg.time_limit, device
         ):
