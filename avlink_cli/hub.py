@@ -38,7 +38,14 @@ from huggingface_hub.utils import (  # where every huggingface_hub from 0.2x to 
 )
 
 import avlink_cli
-from avlink_cli.manifest import MANIFEST, ManifestError, read_manifest, verify_file, verify_folder
+from avlink_cli.manifest import (
+    MANIFEST,
+    ManifestError,
+    read_manifest,
+    sha256_file,
+    verify_file,
+    verify_folder,
+)
 from avlink_cli.presets import PRESETS
 
 logger = logging.getLogger(__name__)
@@ -282,6 +289,17 @@ def _evict(path: Path) -> None:
     elif path.is_file():
         path.unlink()
     logger.info("removed corrupt %s from the cache", path)
+
+
+def describe_folder(folder: Path) -> dict[str, str | None]:
+    """Which weights a model folder holds: its path, the Hub commit when it is a snapshot in the
+    huggingface_hub cache (``.../snapshots/<commit>``), and the sha256 of its manifest (which
+    lists the sha256 of every file, so it names the weights wherever they came from)."""
+    folder = Path(folder)
+    commit = folder.name if folder.parent.name == "snapshots" else None
+    manifest = folder / MANIFEST
+    sha = sha256_file(manifest) if manifest.is_file() else None
+    return {"model_path": str(folder), "model_revision": commit, "model_sha": sha}
 
 
 def _first_line(error: BaseException) -> str:
