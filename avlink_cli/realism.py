@@ -133,4 +133,6 @@ def fd_floor(true: Sequence[np.ndarray]) -> float:
 
 def passes(report: dict[str, float], *, within: float = 1.5) -> bool:
     """The realism check: frame change and detail each within `within`x of the true renders."""
-    return all(1 / within <= report[f"{k}_ratio"] <= within for k in ("frame_change", "detail"))
+    return all(
+        1 / within <= report[f"{k}_ratio"] <= within for k in ("frame_change", "detail")
+    )
