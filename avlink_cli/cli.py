@@ -516,13 +516,20 @@ def bench(
     ] = "auto",
     device: DeviceOpt = Device.auto,
     dtype: DtypeOpt = Dtype.auto,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    threads: ThreadsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
     """Time sampling: ms/step, s/clip, real-time factor, FLOPs, TFLOP/s, MFU, peak memory."""
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
+    prepare_threads()
     with cli_errors(debug):
+        from avlink_cli import threads as threads_mod
+
+        threads_mod.configure(threads)
         from rich.console import Console
         from rich.table import Table
 
@@ -555,7 +562,7 @@ def bench(
                 sdpa=sdpa,
             )
         if as_json:
-            typer.echo(json.dumps(report))
+            typer.echo(json.dumps({"type": "bench"} | report))
             return
         table = Table(title=f"avlink bench ({report['device']}, {report['dtype']})")
         table.add_column("")
