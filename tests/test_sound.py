@@ -134,3 +134,33 @@ def test_output_says_it_was_generated(make_clip, tmp_path, loud):
     head = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(out)], capture_output=True)
     text = head.stderr.decode()
     assert '"generated":"audio","seed":7' in text and "avlink_generated: audio" in text
+
+
+def test_real_model_dub_as_a_user_runs_it(tmp_path):
+    """The packaged model on an example, as real processes: 48 kHz stereo AAC under full scale,
+    the same seed gives the same file, a second run skips the existing output with exit 0."""
+    import json
+    import os
+    import sys
+
+    repo = ONESHOTS.parent.parent.parent
+    if not (repo / "weights" / "avsynth-s" / "manifest.json").is_file():
+        pytest.skip("no packaged weights")
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+
+    def dub(*args: object) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "avlink_cli", "dub", repo / "examples" / "strike.mp4"]
+        return subprocess.run(
+            [*map(str, cmd), *map(str, args)], env=env, capture_output=True, text=True
+        )
+
+    first = dub("-o", tmp_path / "a.mp4", "--json")
+    assert first.returncode == 0, first.stderr
+    rec = json.loads(first.stdout)
+    assert rec["sound"]["sample_rate"] == 48_000 and rec["model_sha"]
+    again = dub("-o", tmp_path / "a.mp4")
+    assert again.returncode == 0 and "skipped" in again.stderr and again.stdout == ""
+    assert dub("-o", tmp_path / "b.mp4", "-q").returncode == 0
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    wav, rate = decode(tmp_path / "a.mp4")
+    assert (rate, wav.shape[1]) == (48_000, 2) and 0.1 < np.abs(wav).max() < sound.AAC_PEAK
