@@ -3,7 +3,7 @@
 A model spec is one of
 - a folder on disk holding `manifest.json` (see `manifest.py`);
 - a preset name such as `avsynth-s`: the packaged `weights/<name>/` if present, else the preset's
-  Hub repo in `HUB_REPOS` (`avsynth-s@v1` asks for that revision of the Hub repo);
+  Hub repo in `HUB_REPOS`, at the revision pinned there (`avsynth-s@v1` asks for another);
 - a Hub id `org/name[@revision]`, the revision a branch, tag or commit (default `main`).
 
 Packaged weights live in `weights/` next to the `avlink_cli` package (a repository checkout or an
@@ -52,7 +52,10 @@ from avlink_cli.presets import PRESETS
 
 logger = logging.getLogger(__name__)
 
-HUB_REPOS: dict[str, str] = {"avsynth-s": "avlink/avsynth-s"}
+# preset -> (Hub repo, the revision a bare preset name fetches). Pinned, so that a release of
+# avlink always gets the weights it was tested with; `avsynth-s@main` asks for the newest.
+# (The tag of this release's upload; replace it by the upload's commit sha once it is on the Hub.)
+HUB_REPOS: dict[str, tuple[str, str]] = {"avsynth-s": ("avlink/avsynth-s", "v0.1.0")}
 WEIGHTS_ENV = "AVLINK_WEIGHTS"
 DEFAULT_REVISION = "main"
 
@@ -180,7 +183,8 @@ def _hub_ref(spec: str) -> HubRef:
     """The Hub repo behind a preset name or `org/name[@revision]` spec."""
     name, _, revision = spec.partition("@")
     if name in HUB_REPOS:
-        return HubRef(HUB_REPOS[name], revision or DEFAULT_REVISION, preset=name)
+        repo, pinned = HUB_REPOS[name]
+        return HubRef(repo, revision or pinned, preset=name)
     if name in PRESETS:
         raise HubError(
             f"preset {name!r} has no packaged weights in {weights_dir()} and no Hub repo; "

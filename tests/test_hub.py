@@ -9,7 +9,14 @@ import pytest
 from hubserver import FakeHub, read_folder, write_model_folder
 from huggingface_hub import constants as hf_constants
 
-from avlink_cli.hub import HubError, describe_folder, download, installed_models, resolve_model
+from avlink_cli.hub import (
+    HUB_REPOS,
+    HubError,
+    describe_folder,
+    download,
+    installed_models,
+    resolve_model,
+)
 from avlink_cli.manifest import write_manifest
 
 REPO = "org/tiny"
@@ -157,7 +164,7 @@ def test_preset_uses_packaged_folder_then_hub(
     assert resolve_model("avsynth-s", offline=True, cache_dir=cache) == packaged.resolve()
     assert hub.log == []
 
-    hub.add_commit("avlink/avsynth-s", main_files)
+    hub.add_commit("avlink/avsynth-s", main_files, refs=(HUB_REPOS["avsynth-s"][1],))
     monkeypatch.setenv("AVLINK_WEIGHTS", str(tmp_path / "elsewhere"))
     folder = resolve_model("avsynth-s", endpoint=hub.endpoint, cache_dir=cache)
     assert folder.is_relative_to(cache / "models--avlink--avsynth-s")
