@@ -83,6 +83,7 @@ class GenOptions:
     sample_rate: int | None = None  # dub only: written rate (default 48 kHz video, 16 kHz wav)
     batch_size: int = GEN_BATCH  # clips sampled together on the device
     overlap: float = 1.0  # seconds shared by consecutive windows of a long input
+    preview: bool = False  # a PNG beside each output (previews.py)
 
     @property
     def original(self) -> str:
@@ -413,6 +414,12 @@ def run(
                 res.seconds += out[n].seconds
                 if written is not None:
                     res.provenance["sound"] = _sound(written)
+                if gen.preview:
+                    from avlink_cli import previews
+
+                    draw = previews.dub_preview if task is DUB else previews.animate_preview
+                    pngs = res.provenance.setdefault("previews", [])
+                    pngs.append(str(draw(job.outs[n], job.info.path)))
             res.seconds += time.perf_counter() - t0
             res.duration = job.info.duration * len(job.todo)
             logger.info("%s: %s", job.info.path.name, _describe_run(res.provenance))

@@ -133,6 +133,12 @@ OverlapOpt = Annotated[
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the backbone and Fusion blocks.")
 ]
+PreviewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--preview", help="Also write a PNG beside each output (sound, onsets, motion, frames)."
+    ),
+]
 CudaGraphsOpt = Annotated[
     bool, typer.Option("--cuda-graphs", help="Replay each sampling step as a CUDA graph.")
 ]
@@ -349,6 +355,7 @@ def dub(
     compile: CompileOpt = False,
     cuda_graphs: CudaGraphsOpt = False,
     threads: ThreadsOpt = None,
+    preview: PreviewOpt = False,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -375,6 +382,7 @@ def dub(
             mix_original=mix_original,
             original_audio=original_audio.value,
             sample_rate=sample_rate,
+            preview=preview,
             batch_size=batch_size,
             overlap=overlap,
         )
@@ -423,6 +431,7 @@ def animate(
     compile: CompileOpt = False,
     cuda_graphs: CudaGraphsOpt = False,
     threads: ThreadsOpt = None,
+    preview: PreviewOpt = False,
     as_json: JsonOpt = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
@@ -446,6 +455,7 @@ def animate(
             cfg=cfg,
             samples=samples,
             sampler=sampler.value,
+            preview=preview,
             batch_size=batch_size,
             overlap=overlap,
         )

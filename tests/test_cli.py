@@ -302,3 +302,14 @@ def test_real_process_bad_inputs(tmp_path, make_clip):
         assert res.stderr.strip().count("\n") == 0 and name in res.stderr and problem in res.stderr
     res = run_cli("dub", tmp_path / "mute.mp4", "--no-such-option")
     assert res.returncode == 2
+
+
+def test_preview_png_beside_each_output(clips, fake_model, tmp_path):
+    res = invoke("dub", clips / "clip.mp4", "-o", tmp_path / "d.mp4", "--preview", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["previews"] == [str(tmp_path / "d.png")]
+    res = invoke("animate", clips / "drums.wav", "-o", tmp_path / "a.mp4", "--preview")
+    assert res.exit_code == 0, res.output
+    for name in ("d.png", "a.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
