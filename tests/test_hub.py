@@ -9,7 +9,14 @@ import pytest
 from hubserver import FakeHub, read_folder, write_model_folder
 from huggingface_hub import constants as hf_constants
 
-from avlink_cli.hub import HubError, download, resolve_model
+from avlink_cli.hub import (
+    HUB_REPOS,
+    HubError,
+    describe_folder,
+    download,
+    installed_models,
+    resolve_model,
+)
 from avlink_cli.manifest import write_manifest
 
 REPO = "org/tiny"
@@ -157,7 +164,7 @@ def test_preset_uses_packaged_folder_then_hub(
     assert resolve_model("avsynth-s", offline=True, cache_dir=cache) == packaged.resolve()
     assert hub.log == []
 
-    hub.add_commit("avlink/avsynth-s", main_files)
+    hub.add_commit("avlink/avsynth-s", main_files, refs=(HUB_REPOS["avsynth-s"][1],))
     monkeypatch.setenv("AVLINK_WEIGHTS", str(tmp_path / "elsewhere"))
     folder = resolve_model("avsynth-s", endpoint=hub.endpoint, cache_dir=cache)
     assert folder.is_relative_to(cache / "models--avlink--avsynth-s")
@@ -195,3 +202,25 @@ def test_download_refuses_local_folder_and_conflicting_revision(tmp_path: Path) 
         download(str(folder))
     with pytest.raises(HubError, match="names revision 'v1' but --revision is 'v2'"):
         download(f"{REPO}@v1", revision="v2")
+
+
+def test_model_card_beside_the_weights_and_local_dir_download(
+    hub: FakeHub, cache: Path, tmp_path: Path, main_files: dict[str, bytes]
+) -> None:
+    """A README.md model card (not in the manifest) rides along: the Hub download, --local-dir
+    and `models --installed` all take the folder, and strict loading never reads the card."""
+    card = (
+        Path(__file__).resolve().parent.parent / "weights" / "avsynth-s" / "README.md"
+    ).read_bytes()
+    assert card.startswith(b"---\nlicense: apache-2.0\n")  # the Hub's YAML front matter
+    files = main_files | {"README.md": card}
+    commit = hub.add_commit(REPO, files, refs=("main", "v1"))
+    local = tmp_path / "here"
+    folder = download(f"{REPO}@v1", endpoint=hub.endpoint, local_dir=local)
+    assert folder == local and _contents(local) == files
+    assert resolve_model(str(local)) == local.resolve()  # a model folder for --model
+    assert describe_folder(local)["model_revision"] == commit
+    download(f"{REPO}@v1", endpoint=hub.endpoint, cache_dir=cache)
+    (row,) = [r for r in installed_models(cache) if r["source"] == "hub cache"]
+    assert row["model"] == f"{REPO}@v1" and row["revision"] == commit
+    assert row["model_sha"] == describe_folder(local)["model_sha"] and row["size"] > len(card)

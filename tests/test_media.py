@@ -222,7 +222,7 @@ def test_mix_original_contains_both(make_clip, tmp_path):
     media.mux_audio(clip, sine(1500, 1.0), 16_000, tmp_path / "dry.mp4")
     mix = media.read_audio(tmp_path / "mix.mp4", sample_rate=16_000)
     dry = media.read_audio(tmp_path / "dry.mp4", sample_rate=16_000)
-    assert band_level(mix, 16_000, 1500) > 0.5 and band_level(mix, 16_000, 440) > 0.5
+    assert band_level(mix, 16_000, 1500) > 0.2 and band_level(mix, 16_000, 440) > 0.2
     assert band_level(dry, 16_000, 1500) == 1.0 and band_level(dry, 16_000, 440) < 0.01
     silent = make_clip(fps=25, duration=1.0)
     with pytest.raises(MediaError, match="no soundtrack"):

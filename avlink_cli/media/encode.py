@@ -15,9 +15,7 @@ import numpy as np
 
 from avlink_cli.files import set_default_mode
 
-from .decode import read_audio
 from .ffmpeg import MediaError, OutputExistsError, faststart, ffmpeg_process, run_ffmpeg
-from .info import probe
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -85,66 +83,6 @@ def write_audio(
     with atomic_output(path, overwrite=overwrite) as tmp:
         fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
         sf.write(tmp, wav, int(sample_rate), format=fmt, subtype="PCM_16")
-
-
-def write_audio_file(wav_file: Path, out: Path, *, overwrite: bool = False) -> None:
-    """Copy a float WAV to a 16-bit .wav/.flac output, block by block, atomically."""
-    import soundfile as sf
-
-    fmt = "FLAC" if out.suffix.lower() == ".flac" else "WAV"
-    with atomic_output(out, overwrite=overwrite) as tmp, sf.SoundFile(wav_file) as src:
-        with sf.SoundFile(tmp, "w", src.samplerate, 1, subtype="PCM_16", format=fmt) as dst:
-            for block in src.blocks(blocksize=1 << 16, dtype="float32"):
-                dst.write(np.clip(block, -1.0, 1.0))
-
-
-def mux_audio(
-    video_path: str | os.PathLike,
-    wav: np.ndarray,
-    sample_rate: int,
-    out_path: str | os.PathLike,
-    *,
-    mix_original: float | None = None,
-    overwrite: bool = False,
-) -> None:
-    """Put a waveform on a video: video stream copied bit for bit, audio encoded as AAC.
-
-    The audio (sample 0 at the video's t = 0) is padded with silence or trimmed to the video's
-    duration. With ``mix_original=g`` the video's own soundtrack (downmixed to mono) is added
-    at gain g. Output container from the suffix: .mp4, .mov or .mkv.
-    """
-    out_path = Path(out_path)
-    if out_path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise MediaError(f"{out_path}: cannot mux into '{out_path.suffix}' (use .mp4/.mov/.mkv)")
-    info = probe(video_path)
-    if not info.has_video:
-        raise MediaError(f"{info.path}: has no video stream")
-    wav = _fit(_as_float(wav), round(info.duration * sample_rate))
-    if mix_original is not None:
-        if not info.has_audio:
-            raise MediaError(f"{info.path}: has no soundtrack to mix in")
-        orig = read_audio(info.path, sample_rate=sample_rate, duration=info.duration)
-        wav = np.clip((wav if wav.ndim == 1 else wav.mean(1)) + mix_original * orig, -1.0, 1.0)
-    with tempfile.TemporaryDirectory() as td, atomic_output(out_path, overwrite=overwrite) as tmp:
-        _mux(info.path, wav, sample_rate, tmp, td, out_path)
-
-
-def mux_wav_file(video: Path, wav_file: Path, out: Path, *, overwrite: bool = False) -> None:
-    """Like mux_audio, the audio read from `wav_file` (already the video's length)."""
-    with atomic_output(out, overwrite=overwrite) as tmp:
-        _mux_file(video, wav_file, tmp, out)
-
-
-def mux_input_audio(
-    video: Path, source: Path, out: Path, *, sample_rate: int, duration: float, overwrite: bool
-) -> None:
-    """Put `source`'s first audio stream (mono at sample_rate, padded or cut to `duration`) on a
-    silent video, video stream copied: animate's output, without holding the audio in memory."""
-    af = f"aresample={int(sample_rate)}:ochl=mono:rematrix_maxval=1:first_pts=0,apad"
-    with atomic_output(out, overwrite=overwrite) as tmp:
-        args = ["-y", "-i", str(video), "-i", str(source), "-map", "0:v:0", "-map", "1:a:0"]
-        args += ["-af", af, "-t", f"{duration:.6f}", "-c:v", "copy", "-c:a", "aac", "-b:a", "160k"]
-        run_ffmpeg([*args, *faststart(out), str(tmp)], out, "cannot write")
 
 
 def _mux(video: Path, wav: np.ndarray, sample_rate: int, tmp: Path, td: str, out: Path) -> None:
