@@ -69,6 +69,7 @@ class ModelOptions:
     offline: bool = False
     compile: bool = False  # torch.compile the backbone and Fusion blocks
     cuda_graphs: bool = False  # replay each velocity call as one CUDA graph (CUDA only)
+    threads: int | None = None  # CPU threads; None: threads.choose's policy
 
 
 @dataclass(frozen=True)
@@ -81,30 +82,56 @@ class GenOptions:
     cfg: float | None = None
     samples: int = 1
     sampler: str = "euler"
-    mix_original: float | None = None  # dub only: gain of the input's own soundtrack
+    mix_original: float | None = None  # dub only: gain of the input's own soundtrack (mix)
+    original_audio: str = "replace"  # dub only: replace | keep | mix (media.sound)
+    sample_rate: int | None = None  # dub only: written rate (default 48 kHz video, 16 kHz wav)
     batch_size: int = GEN_BATCH  # clips sampled together on the device
     overlap: float = 1.0  # seconds shared by consecutive windows of a long input
     size: tuple[int, int] | None = None  # animate only: (width, height) the video is scaled to
+    preview: bool = False  # a PNG beside each output (previews.py)
+
+    @property
+    def original(self) -> str:
+        """What dub does with an input's own soundtrack; a --mix-original gain means mix."""
+        return "mix" if self.mix_original is not None else self.original_audio
+
+    @property
+    def mix_gain(self) -> float:
+        return 1.0 if self.mix_original is None else self.mix_original
 
 
 @dataclass
 class Result:
-    """The outcome for one input; `record()` is what --json prints."""
+    """The outcome for one input; `record()` is what --json prints (one JSON line)."""
 
     input: str
     outputs: list[str] = field(default_factory=list)
     status: str = "ok"  # "ok" | "skipped" (its outputs exist) | "error"
     error: str | None = None
-    seconds: float = 0.0
+    seconds: float = 0.0  # this input's own time: probe, its share of the sampling, writing
     kind: str = "input"  # what failed: "input" (names its file), "model" or "internal"
     duration: float = 0.0  # seconds of media generated (for the summary)
+    media_duration: float | None = None  # the input's duration
+    provenance: dict[str, Any] = field(default_factory=dict)  # model, seeds, steps, ...
+    notes: list[str] = field(default_factory=list)  # said on stderr (unless -q)
 
     def record(self) -> dict:
-        rec = {"input": self.input, "output": self.outputs[0] if self.outputs else None}
+        rec: dict[str, Any] = {"type": "result", "input": self.input}
+        rec["output"] = self.outputs[0] if self.outputs else None
         if len(self.outputs) > 1:
             rec["outputs"] = self.outputs
         rec |= {"status": self.status, "error": self.error, "seconds": round(self.seconds, 3)}
-        return rec
+        duration = None if self.media_duration is None else round(self.media_duration, 3)
+        return rec | {"duration": duration} | self.provenance
+
+
+def summary_record(results: list[Result], wall: float) -> dict[str, Any]:
+    """The final --json line of a batch: counts, wall time and media seconds generated."""
+    count = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "error")}
+    generated = round(sum(r.duration for r in results if r.status == "ok"), 3)
+    return {"type": "summary", "inputs": len(results), **count, "wall_seconds": round(wall, 3)} | {
+        "media_seconds": generated
+    }
 
 
 # ------------------------------------------------------------------------------ inputs and outputs
@@ -154,8 +181,11 @@ def validate(task: Task, src: Path, gen: GenOptions) -> media.MediaInfo:
     info = media.probe(src)
     if task is DUB and not info.has_video:
         raise media.MediaError(f"{src}: has no video stream; dub needs a video")
-    if task is DUB and gen.mix_original is not None and not info.has_audio:
-        raise media.MediaError(f"{src}: has no soundtrack for --mix-original")
+    if task is DUB and gen.original != "replace" and not info.has_audio:
+        what = (
+            "--mix-original" if gen.mix_original is not None else f"--original-audio {gen.original}"
+        )
+        raise media.MediaError(f"{src}: has no soundtrack for {what}")
     if task is ANIMATE and not info.has_audio:
         raise media.MediaError(f"{src}: has no audio stream; animate needs sound")
     return info
@@ -193,6 +223,9 @@ def check_overlap(overlap: float, preset: Preset | None) -> None:
 def load_model(opts: ModelOptions) -> Any:
     """Resolve ``--model`` (hub.resolve_model) and load it once per process, as a
     `streaming.FileGenerator`. Every reason there is no usable model is a ModelError."""
+    from avlink_cli import threads
+
+    choice = threads.configure(opts.threads)  # imports torch: the load probe's window
     from avlink_cli.checkpoint import ModelFolderError
     from avlink_cli.hub import HubError
     from avlink_cli.pipeline import Engine
@@ -209,7 +242,7 @@ def load_model(opts: ModelOptions) -> Any:
         )
     except (HubError, ModelFolderError, ValueError) as e:
         raise ModelError(one_line(e).removeprefix("ValueError: ")) from e
-    return FileGenerator(engine)
+    return FileGenerator(engine, threads=choice.threads)
 
 
 @dataclass
@@ -232,17 +265,16 @@ def _generate(
     if not hasattr(model, "generate_files"):  # a plain model: one input at a time, in memory
         for job in jobs:
             try:
-                seed = clip_seed(opts.seed, job.info.path.name)
+                seed, t0 = clip_seed(opts.seed, job.info.path.name), time.perf_counter()
                 samples = getattr(model, task.name)(job.info, gen, seed)
+                job.res.seconds += time.perf_counter() - t0
                 yield job, {i: samples[i] for i in job.todo}
             except Exception as e:
                 yield job, e
         return
     from avlink_cli.streaming import FileJob
 
-    file_jobs = (
-        FileJob(j.info, j.info.path.name, tuple(j.todo), gen.mix_original, tag=j) for j in jobs
-    )
+    file_jobs = (FileJob(j.info, j.info.path.name, tuple(j.todo), tag=j) for j in jobs)
     files = model.generate_files(
         task.name,
         file_jobs,
@@ -333,10 +365,9 @@ def run(
     pending: deque[Result] = deque()
     progress.start(len(mine))
 
-    def finish(res: Result, t0: float, *, log: bool = True) -> Result:
-        res.seconds = time.perf_counter() - t0
+    def finish(res: Result, *, log: bool = True) -> Result:
         if log and log_path is not None:
-            rec = res.record() | {"seed": opts.seed, "model": opts.model, "time": _now()}
+            rec = res.record() | {"base_seed": opts.seed, "time": _now()}
             append_manifest(log_path, rec | ({"rank": rank} if world > 1 else {}))
         progress.done(res)
         return res
@@ -345,26 +376,43 @@ def run(
         for i in mine:
             shutdown.check()  # a SIGTERM that Python dropped stops here (see shutdown)
             (src, problem), outs, t0 = items[i], plans[i], time.perf_counter()
-            res = Result(str(src), [str(o) for o in outs])
+            res = Result(str(src), [str(o) for o in outs], provenance={"model": opts.model})
             try:
                 if problem:
                     raise media.MediaError(problem)
                 info = validate(task, src, gen)
+                res.media_duration = info.duration
                 todo = []
                 for n, o in enumerate(outs):
                     if (i, o) in twice:
                         raise media.MediaError(f"{o}: would be written twice in this batch")
-                    if many and not overwrite and o.is_file():
+                    if o.exists() and o.resolve() == src.resolve():
+                        raise media.MediaError(f"{o}: output would replace its own input")
+                    if not overwrite and o.is_file():
                         continue  # done by an earlier run: atomic writes make it complete
                     check_output(o, src, overwrite=overwrite)
+                    if task is DUB and gen.original == "keep" and o.suffix in media.AUDIO_SUFFIXES:
+                        raise media.MediaError(
+                            f"{o}: an audio file holds one track; --original-audio keep "
+                            "needs a video output (.mp4/.mov/.mkv)"
+                        )
                     todo.append(n)
+                res.seconds = time.perf_counter() - t0
                 if not todo:
                     res.status = "skipped"
-                    pending.append(finish(res, t0))
+                    pending.append(finish(res))
                     continue
+                if task is DUB and info.has_audio and gen.original == "replace":
+                    if any(outs[n].suffix.lower() in media.VIDEO_SUFFIXES for n in todo):
+                        res.notes.append(
+                            f"{src}: has its own soundtrack ({info.sample_rate} Hz, "
+                            f"{info.channels} ch); the output replaces it "
+                            "(--original-audio keep or mix keeps it)"
+                        )
                 yield _Job(info, outs, todo, res, t0)
             except Exception as e:
-                pending.append(finish(_failed(res, e, src), t0, log=not problem))
+                res.seconds = time.perf_counter() - t0
+                pending.append(finish(_failed(res, e, src), log=not problem))
 
     stream = jobs()
     first = next(stream, None)
@@ -376,10 +424,15 @@ def run(
     except ModelError as e:
         for job in itertools.chain([first], stream):
             job.res.kind = "model"
-            yield finish(_failed(job.res, e, job.info.path), job.t0)
+            yield finish(_failed(job.res, e, job.info.path))
             yield from _drain(pending)
         return
     check_overlap(gen.overlap, getattr(getattr(model, "engine", None), "preset", None))
+    from avlink_cli.pipeline import clip_seed
+
+    what = {}
+    if hasattr(model, "provenance"):
+        what = model.provenance(task.name, steps=gen.steps, cfg=gen.cfg, sampler=gen.sampler)
     # closed however this generator ends (an error, SIGTERM, the caller stopping): the model's
     # scratch files and ffmpeg processes go at once, not whenever the garbage collector runs
     results = _generate(model, task, itertools.chain([first], stream), gen, opts, progress)
@@ -391,21 +444,70 @@ def run(
             try:
                 if isinstance(out, BaseException):
                     raise out
-                for n in job.todo:
-                    write(
+                seeds = [clip_seed(opts.seed, job.info.path.name, n) for n in job.todo]
+                res.provenance = {"model": opts.model, **what, "seed": seeds[0]}
+                if len(seeds) > 1:
+                    res.provenance["seeds"] = seeds
+                t0 = time.perf_counter()
+                for n, seed in zip(job.todo, seeds, strict=True):
+                    tags = container_tags(task, res.provenance | {"seed": seed})
+                    written = write(
                         task,
                         job.info,
                         job.outs[n],
                         out[n],
-                        mix_original=gen.mix_original,
+                        original=gen.original,
+                        mix_gain=gen.mix_gain,
+                        sample_rate=gen.sample_rate,
+                        metadata=tags,
                         size=gen.size,
                         overwrite=overwrite,
                     )
+                    res.seconds += out[n].seconds
+                    if written is not None:
+                        res.provenance["sound"] = _sound(written)
+                    if gen.preview:
+                        from avlink_cli import previews
+
+                        draw = previews.dub_preview if task is DUB else previews.animate_preview
+                        pngs = res.provenance.setdefault("previews", [])
+                        pngs.append(str(draw(job.outs[n], job.info.path)))
+                res.seconds += time.perf_counter() - t0
                 res.duration = job.info.duration * len(job.todo)
+                logger.info("%s: %s", job.info.path.name, _describe_run(res.provenance))
             except Exception as e:  # one bad input must not stop the batch
                 _failed(res, e, job.info.path)
-            yield finish(res, job.t0)
+            yield finish(res)
     yield from _drain(pending)
+
+
+def container_tags(task: Task, provenance: dict[str, Any]) -> dict[str, str]:
+    """Tags for the output's container: that its sound (dub) or picture (animate) was generated,
+    by what, and how (the same provenance as the --json record)."""
+    from avlink_cli import __version__
+
+    generated = "audio" if task is DUB else "video"
+    keys = ("model", "model_revision", "model_sha", "seed", "steps", "cfg", "sampler", "device")
+    what = {k: provenance[k] for k in keys if provenance.get(k) is not None}
+    comment = {"generated": generated, "by": f"avlink {__version__}", **what}
+    return {
+        "comment": json.dumps(comment, separators=(",", ":")),
+        "avlink_generated": generated,
+    }
+
+
+def _sound(w: media.Written) -> dict[str, Any]:
+    lufs = None if w.loudness_lufs is None else round(w.loudness_lufs, 2)
+    return {"sample_rate": w.sample_rate, "channels": w.channels} | {
+        "gain_db": round(w.gain_db, 2),
+        "loudness_lufs": lufs,
+    }
+
+
+def _describe_run(p: dict[str, Any]) -> str:
+    keys = ("model", "model_path", "model_revision", "model_sha", "device", "dtype", "threads")
+    keys += ("steps", "cfg", "sampler", "seed", "seeds")
+    return ", ".join(f"{k} {p[k]}" for k in keys if p.get(k) is not None)
 
 
 def _failed(res: Result, e: BaseException, src: Path) -> Result:

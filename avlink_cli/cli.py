@@ -29,7 +29,6 @@ app = typer.Typer(
     name="avlink",
     help="Synchronized sound for silent video, and video for sound (AV-Link).",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -54,6 +53,12 @@ class Sampler(str, Enum):
     heun = "heun"
 
 
+class OriginalAudio(str, Enum):
+    replace = "replace"
+    keep = "keep"
+    mix = "mix"
+
+
 # ------------------------------------------------------------------------------ shared options
 
 
@@ -65,13 +70,31 @@ def finite(value: float | None) -> float | None:
 
 
 ModelOpt = Annotated[
-    str, typer.Option("--model", "-m", help="Preset name, model folder, or Hub id org/name[@rev].")
+    str,
+    typer.Option("--model", "-m", help="Preset name, model folder, or Hub id org/name\\[@rev]."),
 ]
 DeviceOpt = Annotated[Device, typer.Option("--device", help="Where to run; auto picks a GPU.")]
 DtypeOpt = Annotated[Dtype, typer.Option("--dtype", help="Compute dtype; auto: bf16 on GPU.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Same seed, same output file.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per input on stdout.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and full tracebacks.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON Lines on stdout: one object per input.")
+]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Debug logs and full tracebacks.")]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Log what ran: model, revision, device, seeds.")
+]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print only errors (and --json records).")
+]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help="CPU threads (default: free CPUs at start; OMP_NUM_THREADS wins).",
+        show_default=False,
+    ),
+]
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Never touch the network (like HF_HUB_OFFLINE=1).")
 ]
@@ -125,6 +148,12 @@ OverlapOpt = Annotated[
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the backbone and Fusion blocks.")
 ]
+PreviewOpt = Annotated[
+    bool,
+    typer.Option(
+        "--preview", help="Also write a PNG beside each output (sound, onsets, motion, frames)."
+    ),
+]
 CudaGraphsOpt = Annotated[
     bool, typer.Option("--cuda-graphs", help="Replay each sampling step as a CUDA graph.")
 ]
@@ -158,18 +187,54 @@ def cli_errors(debug: bool) -> Iterator[None]:
         fail(one_line(e), 2 if isinstance(e, UsageError) else 1)
 
 
-def setup_logging(debug: bool) -> None:
-    """Only the CLI configures logging: rich on stderr, DEBUG with --debug."""
+def prepare_threads() -> None:
+    """Before torch loads: sleeping OpenMP waits and the first load snapshot (threads.py)."""
+    from avlink_cli import threads
+
+    threads.prepare_cli()
+
+
+def setup_logging(debug: bool, *, verbose: bool = False, quiet: bool = False) -> None:
+    """Only the CLI configures logging: rich on stderr; INFO with -v, DEBUG with --debug, and
+    only errors with -q."""
     from rich.console import Console
     from rich.logging import RichHandler
 
     handler = RichHandler(console=Console(stderr=True), show_path=debug, rich_tracebacks=True)
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
+        level=logging.ERROR if quiet and not debug else level,
         format="%(message)s",
         handlers=[handler],
         force=True,
     )
+
+
+# ------------------------------------------------------------------------------ version
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from avlink_cli import __version__
+
+        typer.echo(f"avlink {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = None,
+) -> None:
+    """Synchronized sound for silent video, and video for sound (AV-Link)."""
 
 
 # ------------------------------------------------------------------------------ dub / animate
@@ -184,12 +249,15 @@ def _run_batch(
     opts,
     overwrite: bool,
     as_json: bool,
+    quiet: bool = False,
     manifest: str | None = None,
 ) -> int:
     """Run a batch, print each result as it finishes, return the exit code.
 
-    Results go to stdout as they finish; on a terminal (and without --json) a live progress
-    display runs on stderr, and a batch ends with a one-line summary there.
+    Results go to stdout as they finish (with --json one record each, and a batch ends with one
+    ``"type": "summary"`` record); inputs skipped because their output exists are said on
+    stderr. On a terminal (and without --json or -q) a live progress display runs on stderr,
+    and a batch ends with a one-line summary there.
     """
     import sys
     import time
@@ -201,7 +269,7 @@ def _run_batch(
 
     task = batch.DUB if task_name == "dub" else batch.ANIMATE
     console = Console(stderr=True)
-    live = not as_json and sys.stderr.isatty()
+    live = not as_json and not quiet and sys.stderr.isatty()
     progress = RichProgress(console) if live else batch.BatchProgress()
     results: list = []
     shown_model_error = False
@@ -220,12 +288,18 @@ def _run_batch(
     with progress if live else contextlib.nullcontext(), contextlib.closing(runs):
         for res in runs:
             results.append(res)
+            for note in res.notes if res.status == "ok" and not quiet else []:
+                typer.echo(f"note: {note}", err=True)
             if as_json:
                 typer.echo(json.dumps(res.record()))
-            if res.status in ("ok", "skipped"):
-                if not as_json:
-                    done = "skipped, exists" if res.status == "skipped" else f"{res.seconds:.1f} s"
-                    typer.echo(f"{res.input} -> {', '.join(res.outputs)} ({done})")
+            if res.status == "skipped":
+                if not quiet:
+                    outs = ", ".join(res.outputs)
+                    typer.echo(f"skipped: {outs} exists (--overwrite replaces it)", err=True)
+                continue
+            if res.status == "ok":
+                if not as_json and not quiet:
+                    typer.echo(f"{res.input} -> {', '.join(res.outputs)} ({res.seconds:.1f} s)")
                 continue
             if res.kind == "model":
                 if not shown_model_error:  # the same for every input: say it once
@@ -236,8 +310,11 @@ def _run_batch(
             else:
                 typer.echo(f"error: {res.error}", err=True)
     failed = [r.input for r in results if r.status == "error"]
-    if len(results) > 1 or (live and results):
-        summary(console, results, time.perf_counter() - t0)
+    wall = time.perf_counter() - t0
+    if as_json and len(results) > 1:
+        typer.echo(json.dumps(batch.summary_record(results, wall)))
+    if not quiet and not as_json and (len(results) > 1 or (live and results)):
+        summary(console, results, wall)
     if failed and len(results) > 1:
         names = ", ".join(failed[:10]) + (
             f" and {len(failed) - 10} more" if len(failed) > 10 else ""
@@ -263,7 +340,26 @@ def dub(
             min=0.0,
             callback=finite,
             metavar="GAIN",
-            help="Mix the video's own soundtrack back in at this gain.",
+            help="Mix the video's own soundtrack in at this gain (implies --original-audio mix).",
+        ),
+    ] = None,
+    original_audio: Annotated[
+        OriginalAudio,
+        typer.Option(
+            "--original-audio",
+            help="A video's own soundtrack: replace it, keep it as a second track, or mix it "
+            "in (at its own rate and channels, gain 1 unless --mix-original).",
+        ),
+    ] = OriginalAudio.replace,
+    sample_rate: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-rate",
+            min=8000,
+            max=192_000,
+            help="Rate of the written sound (default: 48000 in video, the model's 16000 in "
+            ".wav/.flac, the original's when mixing).",
+            show_default=False,
         ),
     ] = None,
     overwrite: OverwriteOpt = False,
@@ -276,7 +372,11 @@ def dub(
     seed: SeedOpt = 0,
     compile: CompileOpt = False,
     cuda_graphs: CudaGraphsOpt = False,
+    threads: ThreadsOpt = None,
+    preview: PreviewOpt = False,
     as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
@@ -285,7 +385,8 @@ def dub(
     Folders and globs are batched on the device and resumable: outputs that exist are skipped.
     Under torchrun each process takes its share of the inputs.
     """
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
+    prepare_threads()
     with cli_errors(debug):
         from avlink_cli.batch import GenOptions, ModelOptions
 
@@ -297,6 +398,9 @@ def dub(
             samples=samples,
             sampler=sampler.value,
             mix_original=mix_original,
+            original_audio=original_audio.value,
+            sample_rate=sample_rate,
+            preview=preview,
             batch_size=batch_size,
             overlap=overlap,
         )
@@ -308,6 +412,7 @@ def dub(
             offline,
             compile=compile,
             cuda_graphs=cuda_graphs,
+            threads=threads,
         )
         code = _run_batch(
             "dub",
@@ -317,6 +422,7 @@ def dub(
             opts=opts,
             overwrite=overwrite,
             as_json=as_json,
+            quiet=quiet,
             manifest=manifest,
         )
     raise typer.Exit(code)
@@ -370,7 +476,11 @@ def animate(
     seed: SeedOpt = 0,
     compile: CompileOpt = False,
     cuda_graphs: CudaGraphsOpt = False,
+    threads: ThreadsOpt = None,
+    preview: PreviewOpt = False,
     as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
@@ -379,7 +489,8 @@ def animate(
     Folders and globs are batched on the device and resumable: outputs that exist are skipped.
     Under torchrun each process takes its share of the inputs.
     """
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
+    prepare_threads()
     with cli_errors(debug):
         from avlink_cli.batch import GenOptions, ModelOptions
 
@@ -390,6 +501,7 @@ def animate(
             cfg=cfg,
             samples=samples,
             sampler=sampler.value,
+            preview=preview,
             batch_size=batch_size,
             overlap=overlap,
             size=None if size is None else parse_size(size),
@@ -402,6 +514,7 @@ def animate(
             offline,
             compile=compile,
             cuda_graphs=cuda_graphs,
+            threads=threads,
         )
         code = _run_batch(
             "animate",
@@ -411,6 +524,7 @@ def animate(
             opts=opts,
             overwrite=overwrite,
             as_json=as_json,
+            quiet=quiet,
             manifest=manifest,
         )
     raise typer.Exit(code)
@@ -461,13 +575,20 @@ def bench(
     ] = "auto",
     device: DeviceOpt = Device.auto,
     dtype: DtypeOpt = Dtype.auto,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    threads: ThreadsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line.")] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
     """Time sampling: ms/step, s/clip, real-time factor, FLOPs, TFLOP/s, MFU, peak memory."""
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
+    prepare_threads()
     with cli_errors(debug):
+        from avlink_cli import threads as threads_mod
+
+        threads_mod.configure(threads)
         from rich.console import Console
         from rich.table import Table
 
@@ -500,7 +621,7 @@ def bench(
                 sdpa=sdpa,
             )
         if as_json:
-            typer.echo(json.dumps(report))
+            typer.echo(json.dumps({"type": "bench"} | report))
             return
         table = Table(title=f"avlink bench ({report['device']}, {report['dtype']})")
         table.add_column("")

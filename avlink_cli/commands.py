@@ -21,10 +21,14 @@ from avlink_cli.cli import (
     JsonOpt,
     OfflineOpt,
     OverwriteOpt,
+    QuietOpt,
     SeedOpt,
+    ThreadsOpt,
+    VerboseOpt,
     app,
     cli_errors,
     finite,
+    prepare_threads,
     setup_logging,
 )
 
@@ -53,15 +57,33 @@ def _console():
 
 
 @app.command()
-def models(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
+def models(
+    installed: Annotated[
+        bool,
+        typer.Option(
+            "--installed",
+            help="List the model folders on this machine instead: packaged and in the Hub cache.",
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON Lines: one object per preset or model.")
+    ] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
     """List the presets: parameters per component, token counts, rates (no weights allocated)."""
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
     with cli_errors(debug):
+        if installed:
+            _installed(as_json)
+            return
         from avlink_cli.catalog import describe_presets
 
         rows = describe_presets()
         if as_json:
-            typer.echo(json.dumps(rows, indent=2))
+            for row in rows:
+                typer.echo(json.dumps({"type": "preset"} | row))
             return
         from rich.table import Table
 
@@ -94,26 +116,70 @@ def models(as_json: JsonOpt = False, debug: DebugOpt = False) -> None:
         Console().print(table)
 
 
+def _installed(as_json: bool) -> None:
+    from avlink_cli.hub import installed_models
+
+    rows = installed_models()
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps({"type": "model"} | row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="avlink models on this machine")
+    for col in ("model", "where", "revision", "size", "sha256 (manifest)", "path"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        size = f"{r['size'] / 1e6:.1f} MB"
+        rev = (r["revision"] or "-")[:12]
+        sha = (r["model_sha"] or "-")[:12]
+        table.add_row(r["model"], r["source"], rev, size, sha, r["path"])
+    Console().print(table)
+    if not rows:
+        typer.echo("no models installed; `avlink download avsynth-s` fetches the default", err=True)
+
+
 def _millions(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
 
 
 @app.command()
 def download(
-    model: Annotated[str, typer.Argument(help="Preset name or Hub id org/name[@revision].")],
+    model: Annotated[str, typer.Argument(help="Preset name or Hub id org/name\\[@revision].")],
     revision: Annotated[
         str | None, typer.Option("--revision", help="Branch, tag or commit.")
     ] = None,
+    local_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--local-dir",
+            help="Put the model folder here (plain files) instead of the Hugging Face cache.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Fetch a model into the Hugging Face cache and verify every file's sha256."""
-    setup_logging(debug)
+    """Fetch a model (into the Hugging Face cache, or --local-dir) and verify every sha256."""
+    setup_logging(debug, verbose=verbose, quiet=quiet)
     with cli_errors(debug):
         from avlink_cli import hub
 
-        folder = hub.download(model, revision=revision)
-        typer.echo(json.dumps({"model": model, "path": str(folder)}) if as_json else str(folder))
+        try:
+            folder = hub.download(model, revision=revision, local_dir=local_dir)
+        except hub.HubError as e:
+            if as_json:  # a record on failure too, then the usual error line and exit 1
+                rec = {"type": "result", "model": model, "status": "error", "error": str(e)}
+                typer.echo(json.dumps(rec | {"path": None}))
+            raise
+        if as_json:
+            rec = {"type": "result", "model": model, "status": "ok", "error": None}
+            typer.echo(json.dumps(rec | {"path": str(folder)} | hub.describe_folder(folder)))
+        else:
+            typer.echo(str(folder))
 
 
 # ------------------------------------------------------------------------------ synth
@@ -139,10 +205,12 @@ def synth(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Render AVSynth clips (mp4 with sound) with sidecars of their true event times."""
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
     with cli_errors(debug):
         from rich.progress import Progress
 
@@ -154,7 +222,7 @@ def synth(
         except KeyError as e:
             raise CommandError(str(e.args[0])) from None
         t0 = time.perf_counter()
-        with Progress(console=_console(), disable=as_json, transient=True) as bar:
+        with Progress(console=_console(), disable=as_json or quiet, transient=True) as bar:
             task = bar.add_task(f"synth {split.value}", total=count)
             paths = synth_split(
                 out,
@@ -169,10 +237,13 @@ def synth(
         dt = time.perf_counter() - t0
         if as_json:
             for path in paths:
-                typer.echo(
-                    json.dumps({"output": str(path), "sidecar": str(path.with_suffix(".json"))})
-                )
-        else:
+                rec = {
+                    "type": "clip",
+                    "output": str(path),
+                    "sidecar": str(path.with_suffix(".json")),
+                }
+                typer.echo(json.dumps(rec))
+        elif not quiet:
             typer.echo(f"{len(paths)} clips in {out} ({dt:.1f} s, {len(paths) / dt:.1f} clips/s)")
 
 
@@ -288,15 +359,22 @@ def train(
     ] = None,
     device: DeviceOpt = Device.auto,
     seed: SeedOpt = 0,
+    threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Train a stage into a model folder; resumes from its last checkpoint when re-run.
 
     Multi-process: torchrun --nproc_per_node N -m avlink_cli train STAGE --out DIR
     """
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
+    prepare_threads()
     with cli_errors(debug):
+        from avlink_cli import threads as threads_mod
+
+        threads_mod.configure(threads)
         from avlink_cli.training.plan import run_training
 
         unknown = [a for a in ablation or [] if a not in ABLATIONS]
@@ -325,11 +403,14 @@ def train(
             device=_resolve_device(device),
             seed=seed,
             time_limit=None if time_limit is None else 60 * time_limit,
-            quiet=as_json,
+            quiet=as_json or quiet,
             console=_console(),
         )
         for s in summaries:
-            typer.echo(json.dumps(s) if as_json else _stage_line(s))
+            if as_json:
+                typer.echo(json.dumps({"type": "stage"} | s))
+            elif not quiet:
+                typer.echo(_stage_line(s))
 
 
 def _stage_line(s: dict) -> str:
@@ -365,11 +446,16 @@ def evaluate(
     mode: Annotated[
         EvalMode, typer.Option("--mode", help="v2a scores audio, a2v scores video.")
     ] = EvalMode.auto,
-    as_json: JsonOpt = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print JSON Lines: one object per clip, then a summary."),
+    ] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     """Score sync: onset accuracy/AP (CondFoleyGen), timing errors, A2V event match, AV-Align."""
-    setup_logging(debug)
+    setup_logging(debug, verbose=verbose, quiet=quiet)
     with cli_errors(debug):
         from avlink_cli.evaluate import run_eval
 
@@ -382,7 +468,12 @@ def evaluate(
         except ValueError as e:
             raise CommandError(str(e)) from None
         if as_json:
-            typer.echo(json.dumps(result))
+            for clip in result["clips"]:
+                typer.echo(json.dumps({"type": "clip"} | clip))
+            summary = {"type": "summary", "mode": result["mode"]} | result["summary"]
+            typer.echo(json.dumps(summary))
+            return
+        if quiet:
             return
         from rich.console import Console
         from rich.table import Table

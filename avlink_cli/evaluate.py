@@ -218,6 +218,9 @@ def _plot(
         cfg = marks("ONSETS (CFG)", "gen_onset_times", plots.GEN_ONSET)
         label = "GENERATED" if "reference" in rec or "visual_times" not in rec else "AUDIO"
         panels.append(plots.Panel(label, wav, SR, marks=[cfg, attacks, truth]))
+        spec = plots.spectrogram(wav, SR, n_fft=1024)
+        panels.append(plots.Panel("SPECTROGRAM", image=spec, image_span=len(wav) / SR,
+                                  marks=[attacks, truth]))  # fmt: skip
     if ref_wav is not None:
         ref = marks("REF ONSETS", "ref_onset_times", plots.REF_ONSET)
         panels.append(plots.Panel("REFERENCE", ref_wav, SR, marks=[ref, truth]))

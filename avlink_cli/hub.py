@@ -3,7 +3,7 @@
 A model spec is one of
 - a folder on disk holding `manifest.json` (see `manifest.py`);
 - a preset name such as `avsynth-s`: the packaged `weights/<name>/` if present, else the preset's
-  Hub repo in `HUB_REPOS` (`avsynth-s@v1` asks for that revision of the Hub repo);
+  Hub repo in `HUB_REPOS`, at the revision pinned there (`avsynth-s@v1` asks for another);
 - a Hub id `org/name[@revision]`, the revision a branch, tag or commit (default `main`).
 
 Packaged weights live in `weights/` next to the `avlink_cli` package (a repository checkout or an
@@ -11,7 +11,7 @@ editable install). Set AVLINK_WEIGHTS to a folder of `<name>/` model folders to 
 
 Hub downloads go through huggingface_hub's `snapshot_download` into its cache (HF_HUB_CACHE, or
 `cache_dir`), in two steps at one commit: `manifest.json` and `model.json` first, then only the
-files those two name (a repo may hold anything else). It checks sizes only, so every file the
+files those two name, and the model card README.md (a repo may hold anything else). It checks sizes only, so every file the
 manifest lists is then checked against its sha256; a file that fails is evicted from the cache
 (snapshot link and blob) so that running again downloads it afresh. Offline (`offline=True`, or
 HF_HUB_OFFLINE set) nothing touches the network: the model comes from the cache or the call fails
@@ -30,10 +30,12 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import constants as hf_constants
-from huggingface_hub import snapshot_download
+from huggingface_hub import scan_cache_dir, snapshot_download
 from huggingface_hub.utils import (  # where every huggingface_hub from 0.2x to 2.x exports them
+    CacheNotFound,
     EntryNotFoundError,
     HfHubHTTPError,
     HFValidationError,
@@ -44,13 +46,24 @@ from huggingface_hub.utils import (  # where every huggingface_hub from 0.2x to 
 )
 
 import avlink_cli
-from avlink_cli.manifest import MANIFEST, ManifestError, read_manifest, verify_file, verify_folder
+from avlink_cli.manifest import (
+    MANIFEST,
+    ManifestError,
+    read_manifest,
+    sha256_file,
+    verify_file,
+    verify_folder,
+)
 from avlink_cli.presets import PRESETS
 
 logger = logging.getLogger(__name__)
 
-HUB_REPOS: dict[str, str] = {"avsynth-s": "avlink/avsynth-s"}
+# preset -> (Hub repo, the revision a bare preset name fetches). Pinned, so that a release of
+# avlink always gets the weights it was tested with; `avsynth-s@main` asks for the newest.
+# (The tag of this release's upload; replace it by the upload's commit sha once it is on the Hub.)
+HUB_REPOS: dict[str, tuple[str, str]] = {"avsynth-s": ("avlink/avsynth-s", "v0.1.0")}
 MODEL_JSON = "model.json"
+MODEL_CARD = "README.md"  # the Hub's model card: fetched with the files a model needs
 WEIGHTS_ENV = "AVLINK_WEIGHTS"
 DEFAULT_REVISION = "main"
 
@@ -130,11 +143,14 @@ def download(
     endpoint: str | None = None,
     cache_dir: Path | None = None,
     revision: str | None = None,
+    local_dir: Path | None = None,
 ) -> Path:
     """Fetch a preset's Hub repo or a Hub id into the huggingface_hub cache and verify it.
 
     Returns the snapshot folder. Files already cached are not fetched again, but all are checked
-    against the manifest. With HF_HUB_OFFLINE set it only checks the cache.
+    against the manifest. With HF_HUB_OFFLINE set it only checks the cache. With `local_dir`
+    the files go there as plain files (huggingface_hub keeps the commit it fetched in
+    `local_dir/.cache/huggingface/`), and the folder is then a model folder for `--model`.
     """
     spec = spec.strip()
     if _local_path(spec) is not None:
@@ -146,7 +162,7 @@ def download(
                 f"{spec!r} names revision {ref.revision!r} but --revision is {revision!r}"
             )
         ref = replace(ref, revision=revision)
-    return _fetch(ref, offline=None, endpoint=endpoint, cache_dir=cache_dir)
+    return _fetch(ref, offline=None, endpoint=endpoint, cache_dir=cache_dir, local_dir=local_dir)
 
 
 def _local_path(spec: str) -> Path | None:
@@ -176,7 +192,8 @@ def _hub_ref(spec: str) -> HubRef:
     """The Hub repo behind a preset name or `org/name[@revision]` spec."""
     name, _, revision = spec.partition("@")
     if name in HUB_REPOS:
-        return HubRef(HUB_REPOS[name], revision or DEFAULT_REVISION, preset=name)
+        repo, pinned = HUB_REPOS[name]
+        return HubRef(repo, revision or pinned, preset=name)
     if name in PRESETS:
         raise HubError(
             f"preset {name!r} has no packaged weights in {weights_dir()} and no Hub repo; "
@@ -197,7 +214,12 @@ def _hub_ref(spec: str) -> HubRef:
 
 
 def _fetch(
-    ref: HubRef, *, offline: bool | None, endpoint: str | None, cache_dir: Path | None
+    ref: HubRef,
+    *,
+    offline: bool | None,
+    endpoint: str | None,
+    cache_dir: Path | None,
+    local_dir: Path | None = None,
 ) -> Path:
     """Snapshot `ref` into the cache (or find it there when offline) and verify it."""
     offline_now = is_offline(offline)
@@ -210,6 +232,7 @@ def _fetch(
                 ref.repo_id,
                 revision=revision,
                 cache_dir=cache_dir,
+                local_dir=local_dir,
                 endpoint=endpoint,
                 local_files_only=offline_now,
                 allow_patterns=[glob.escape(name) for name in files],  # names, not patterns
@@ -225,7 +248,8 @@ def _fetch(
         except ManifestError as e:
             _evict(head / MANIFEST)
             raise HubError(f"model {ref.label} is not an avlink model: {e}") from e
-        folder = snapshot(head.name, needed)  # the same commit: snapshots are named by it
+        # the same commit: a cache snapshot is named by it (a --local-dir folder is not)
+        folder = snapshot(ref.revision if local_dir else head.name, needed)
     except HubError:
         raise
     except LocalEntryNotFoundError as e:  # not cached (or partly) and no network to fetch it
@@ -267,8 +291,8 @@ def _describe_cache(ref: HubRef, cache_dir: Path | None) -> str:
 
 
 def _needed_files(folder: Path, label: str) -> list[str]:
-    """model.json, the manifest and every file they name; HubError for a name outside the
-    folder (absolute, or with ..). ManifestError when there is no readable manifest."""
+    """model.json, the manifest, every file they name and the model card; HubError for a name
+    outside the folder (absolute, or with ..). ManifestError when there is no readable manifest."""
     named = [(name, MANIFEST) for name in read_manifest(folder)["files"]]
     try:  # a model.json that cannot be read is for loading to report, with its file named
         components = json.loads((folder / MODEL_JSON).read_text())["components"]
@@ -278,7 +302,7 @@ def _needed_files(folder: Path, label: str) -> list[str]:
     for name, where in named:
         if not isinstance(name, str) or Path(name).is_absolute() or ".." in Path(name).parts:
             raise HubError(f"{label}: {where} names {name!r}, outside the model folder")
-    return list(dict.fromkeys([MANIFEST, MODEL_JSON, *(name for name, _ in named)]))
+    return list(dict.fromkeys([MANIFEST, MODEL_JSON, *(name for name, _ in named), MODEL_CARD]))
 
 
 def _verify_snapshot(folder: Path, ref: HubRef, *, retry: str, offline: bool) -> Path:
@@ -320,6 +344,49 @@ def _evict(path: Path) -> None:
     elif path.is_file():
         path.unlink()
     logger.info("removed corrupt %s from the cache", path)
+
+
+def describe_folder(folder: Path) -> dict[str, str | None]:
+    """Which weights a model folder holds: its path, the Hub commit when it is a snapshot in the
+    huggingface_hub cache (``.../snapshots/<commit>``), and the sha256 of its manifest (which
+    lists the sha256 of every file, so it names the weights wherever they came from)."""
+    folder = Path(folder)
+    commit = folder.name if folder.parent.name == "snapshots" else None
+    fetched = folder / ".cache" / "huggingface" / "download" / f"{MANIFEST}.metadata"
+    if commit is None and fetched.is_file():  # a --local-dir download: its first line
+        commit = fetched.read_text().split("\n", 1)[0].strip() or None
+    manifest = folder / MANIFEST
+    sha = sha256_file(manifest) if manifest.is_file() else None
+    return {"model_path": str(folder), "model_revision": commit, "model_sha": sha}
+
+
+def installed_models(cache_dir: Path | None = None) -> list[dict[str, Any]]:
+    """Model folders on this machine: the packaged ones (`weights_dir()`) and every snapshot in
+    the huggingface_hub cache that holds a manifest, each with its revision, size on disk and
+    manifest sha256. Nothing is downloaded or verified."""
+    rows = []
+    packaged = weights_dir()
+    for folder in sorted(packaged.iterdir()) if packaged.is_dir() else []:
+        if (folder / MANIFEST).is_file():
+            size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+            rows.append({"model": folder.name, "source": "packaged", "size": size})
+            rows[-1] |= _renamed(describe_folder(folder))
+    try:
+        cache = scan_cache_dir(cache_dir)
+    except CacheNotFound:
+        return rows
+    for repo in sorted(cache.repos, key=lambda r: r.repo_id):
+        for snap in sorted(repo.revisions, key=lambda r: r.commit_hash):
+            if (Path(snap.snapshot_path) / MANIFEST).is_file():
+                refs = sorted(snap.refs)
+                name = repo.repo_id + (f"@{refs[0]}" if refs else "")
+                rows.append({"model": name, "source": "hub cache", "size": snap.size_on_disk})
+                rows[-1] |= _renamed(describe_folder(Path(snap.snapshot_path)))
+    return rows
+
+
+def _renamed(d: dict[str, str | None]) -> dict[str, str | None]:
+    return {"revision": d["model_revision"], "model_sha": d["model_sha"], "path": d["model_path"]}
 
 
 def _first_line(error: BaseException) -> str:

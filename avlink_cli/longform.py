@@ -25,6 +25,7 @@ depend on what it was batched with.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -151,6 +152,7 @@ class ClipJob:
     negative_prompt: str = ""
     tag: Any = None  # the caller's handle
     label: str = ""  # how progress displays name it
+    seconds: float = 0.0  # compute time spent on it: its share of each batched round
 
 
 class Progress:
@@ -260,6 +262,7 @@ def run_jobs(
                 active.append(stream)
             if not active:
                 return
+            t_round = time.perf_counter()
             ready, raws = [], []
             for s in list(active):
                 try:
@@ -284,6 +287,9 @@ def run_jobs(
                     callback=progress.step,
                 )
                 decoded = engine.decode(ready[0].job.direction, tokens).numpy()
+                share = (time.perf_counter() - t_round) / len(ready)
+                for s in ready:
+                    s.job.seconds += share
             except Exception as e:
                 for s in ready:
                     active.remove(s)

@@ -64,6 +64,7 @@ class Generated:
     frames_path: Path | None = None
     n_frames: int = 0
     size: tuple[int, int] | None = None  # (H, W) of the frames in frames_path
+    seconds: float = 0.0  # compute time spent generating it
 
 
 def plan_outputs(
@@ -141,36 +142,39 @@ def write(
     out: Path,
     g: Generated,
     *,
-    mix_original: float | None = None,
+    original: media.sound.Original = "replace",
+    mix_gain: float = 1.0,
+    sample_rate: int | None = None,
+    metadata: dict[str, str] | None = None,
     size: tuple[int, int] | None = None,
     overwrite: bool = False,
-) -> None:
-    """Write one generated sample for input ``info`` to ``out`` (atomic, via media). ``size``
-    (width, height): animate's frames are scaled to it in the written file, nearest neighbour."""
+) -> media.Written | None:
+    """Write one generated sample for input ``info`` to ``out`` (atomic, via media): dub's sound
+    as media.sound finishes it (loudness, peaks, rate, the input's own soundtrack), animate's
+    frames with the input's sound, scaled to ``size`` (width, height; nearest neighbour) when
+    given. Returns what dub wrote."""
     from avlink_cli import streaming
 
-    if task is DUB and g.wav_path is not None:  # mixing, if asked, was done while streaming
-        if out.suffix.lower() in media.AUDIO_SUFFIXES:
-            media.write_audio_file(g.wav_path, out, overwrite=overwrite)
-        else:
-            media.mux_wav_file(info.path, g.wav_path, out, overwrite=overwrite)
-    elif task is DUB and out.suffix.lower() in media.AUDIO_SUFFIXES:
-        media.write_audio(out, g.wav, g.sample_rate, overwrite=overwrite)
-    elif task is DUB:
-        media.mux_audio(
-            info.path, g.wav, g.sample_rate, out, mix_original=mix_original, overwrite=overwrite
+    if task is DUB:
+        sound = dict(original=original, mix_gain=mix_gain, sample_rate=sample_rate)
+        sound |= dict(metadata=metadata, overwrite=overwrite)
+        if g.wav_path is not None:
+            return media.write_dub(info, g.wav_path, out, **sound)
+        return media.mux_audio(info.path, g.wav, g.sample_rate, out, **sound)
+    frames = streaming.iter_frames(g.frames_path, g.size) if g.frames_path is not None else g.frames
+    n_frames = g.n_frames if g.frames_path is not None else len(g.frames)
+    with scratch_dir() as td:  # claimed: removed by a later run if this one is killed
+        silent = td / f"video{out.suffix}"
+        media.write_video(silent, frames, g.fps, scale=size)
+        media.mux_input_audio(
+            silent,
+            info.path,
+            out,
+            duration=n_frames / g.fps,
+            metadata=metadata,
+            overwrite=overwrite,
         )
-    else:  # animate: the input's own sound, as it came (its channels and rate), is muxed in
-        if g.frames_path is not None:
-            frames, n_frames = streaming.iter_frames(g.frames_path, g.size), g.n_frames
-        else:
-            frames, n_frames = g.frames, len(g.frames)
-        with scratch_dir() as td:
-            silent = td / f"video{out.suffix}"
-            media.write_video(silent, frames, g.fps, scale=size)
-            media.mux_input_audio(
-                silent, info.path, out, duration=n_frames / g.fps, overwrite=overwrite
-            )
+    return None
 
 
 def default_manifest(output: str | None, plans: list[list[Path]]) -> Path | None:

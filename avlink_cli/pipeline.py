@@ -162,6 +162,7 @@ class Engine:
         dtype: torch.dtype = torch.float32,
         meta: dict[str, Any] | None = None,
         name: str = "",
+        folder: Path | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
     ) -> None:
@@ -169,6 +170,7 @@ class Engine:
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.preset: Preset = model.preset
         self.meta, self.name = dict(meta or {}), name
+        self.folder = folder  # the model folder it was loaded from, for provenance
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
         self._warm: set[tuple] = set()  # shapes whose CUDA-graph capture has been warmed up
         # the vocoder runs in float32: it is small, and bf16 audio is audibly noisy
@@ -208,6 +210,7 @@ class Engine:
             dtype=resolve_dtype(dtype, dev),
             meta=loaded.meta,
             name=str(spec),
+            folder=folder,
             compile=compile,
             cuda_graphs=cuda_graphs,
         )

@@ -126,7 +126,9 @@ class Curve:
 
 @dataclass
 class Panel:
-    """One horizontal band: a waveform (samples at sample_rate) and/or curves, and marks."""
+    """One horizontal band: a background image (H, W, 3) uint8 spanning [0, image_span] s
+    (a spectrogram, a strip of frames), a waveform (samples at sample_rate) and/or curves, and
+    marks."""
 
     label: str
     wave: np.ndarray | None = None
@@ -134,6 +136,22 @@ class Panel:
     curves: list[Curve] = field(default_factory=list)
     marks: list[Marks] = field(default_factory=list)
     height: int = 120
+    image: np.ndarray | None = None
+    image_span: float = 0.0
+
+
+def spectrogram(wav: np.ndarray, sample_rate: float, *, n_fft: int = 512) -> np.ndarray:
+    """(n_fft // 2 + 1, T) RGB image of log power, low frequencies at the bottom, hop n_fft / 4,
+    80 dB of range from dark blue to yellow; T covers len(wav) / sample_rate seconds."""
+    hop = n_fft // 4
+    wav = np.pad(np.asarray(wav, np.float64), (n_fft // 2, n_fft // 2))
+    n = max(1, 1 + (len(wav) - n_fft) // hop)
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(n)[:, None]
+    power = np.abs(np.fft.rfft(wav[idx] * np.hanning(n_fft), axis=1)) ** 2  # (T, F)
+    db = 10 * np.log10(power + 1e-10)
+    level = np.clip((db - (db.max() - 80)) / 80, 0, 1).T[::-1]  # (F, T), 0..1
+    lo, hi = np.array([20, 20, 70.0]), np.array([250, 230, 60.0])
+    return (lo + level[..., None] ** 1.5 * (hi - lo)).astype(np.uint8)
 
 
 def sync_plot(
@@ -157,6 +175,11 @@ def sync_plot(
         cv.rect(left, y, left + plot_w, y + p.height, (246, 246, 246))
         cv.text(8, y + p.height // 2 - 5, p.label[:12])
         mid, half = y + p.height / 2, p.height / 2 - 4
+        if p.image is not None and p.image.size and p.image_span > 0:
+            x1 = int(round(x_of(np.array(p.image_span))))
+            rows = np.linspace(0, len(p.image) - 1, p.height).round().astype(int)
+            cols = np.linspace(0, p.image.shape[1] - 1, max(1, x1 - left)).round().astype(int)
+            cv.img[y : y + p.height, left : left + len(cols)] = p.image[rows][:, cols]
         if p.wave is not None and len(p.wave):
             cols = _column_extremes(p.wave, p.sample_rate, duration, plot_w)
             peak = max(np.abs(cols).max(), 1e-9)

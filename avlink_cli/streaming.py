@@ -87,20 +87,17 @@ class VideoFileSource:
 
 
 class WavSink:
-    """Generated audio to a float WAV, optionally mixed with the input's own soundtrack."""
+    """Generated audio to a float WAV at the model's rate (media.sound finishes it: loudness,
+    peaks, the input's own soundtrack)."""
 
-    def __init__(self, path: Path, sample_rate: int, mix: tuple[BlockReader, float] | None = None):
+    def __init__(self, path: Path, sample_rate: int):
         import soundfile as sf
 
-        self.path, self.mix, self.pos = path, mix, 0
+        self.path = path
         self.file = sf.SoundFile(path, "w", samplerate=sample_rate, channels=1, subtype="FLOAT")
 
     def write(self, chunk: np.ndarray) -> None:
-        if self.mix is not None:
-            reader, gain = self.mix
-            chunk = np.clip(chunk + gain * reader.take(self.pos, len(chunk)), -1.0, 1.0)
         self.file.write(chunk.astype(np.float32))
-        self.pos += len(chunk)
 
     def finish(self) -> Path:
         self.file.close()
@@ -144,15 +141,14 @@ class FileJob:
     info: media.MediaInfo
     key: str  # the seed key: the input's file name
     indices: tuple[int, ...] = (0,)
-    mix_original: float | None = None
     tag: Any = None
 
 
 class FileGenerator:
     """The model as `batch.run` uses it: file jobs in, per-job lists of finished outputs out."""
 
-    def __init__(self, engine: Engine):
-        self.engine = engine
+    def __init__(self, engine: Engine, *, threads: int | None = None):
+        self.engine, self.threads = engine, threads
 
     def generate_files(
         self,
@@ -178,6 +174,7 @@ class FileGenerator:
         scratch = contextlib.ExitStack()
         tmp = scratch.enter_context(scratch_dir())
         results: dict[int, dict[int, Any]] = {}
+        seconds: dict[tuple[int, int], float] = {}
 
         def clips() -> Iterator[ClipJob]:
             for n, job in enumerate(jobs):
@@ -188,14 +185,8 @@ class FileGenerator:
                 for j in job.indices:
                     stem = tmp / f"{n}.{j}"
                     if task == "dub":
-                        mix = None
-                        if job.mix_original is not None:
-                            reader = BlockReader(
-                                info.path, p.audio.sample_rate, plan.total(p.audio.sample_rate)
-                            )
-                            mix = (reader, job.mix_original)
                         source: Any = VideoFileSource(info.path, plan, p)
-                        sink: Any = WavSink(stem.with_suffix(".wav"), p.audio.sample_rate, mix)
+                        sink: Any = WavSink(stem.with_suffix(".wav"), p.audio.sample_rate)
                     else:
                         source = AudioFileSource(info.path, plan, p)
                         sink = FramesSink(stem.with_suffix(".rgb"))
@@ -224,7 +215,7 @@ class FileGenerator:
         try:
             for clip, result in rounds:
                 n, j, job = clip.tag
-                results[n][j] = result
+                results[n][j], seconds[n, j] = result, clip.seconds
                 if len(results[n]) < len(job.indices):
                     continue
                 done = results.pop(n)
@@ -233,17 +224,36 @@ class FileGenerator:
                     job,
                     failed
                     if failed is not None
-                    else [self._describe(done[j]) for j in job.indices],
+                    else [self._describe(done[j], seconds[n, j]) for j in job.indices],
                 )
                 for path in tmp.glob(f"{n}.*"):
                     path.unlink(missing_ok=True)
         finally:
             scratch.close()
 
-    def _describe(self, result: Any) -> dict[str, Any]:
+    def _describe(self, result: Any, seconds: float) -> dict[str, Any]:
         p = self.engine.preset
         if isinstance(result, Path):
-            return {"wav_path": result, "sample_rate": p.audio.sample_rate}
+            return {"wav_path": result, "sample_rate": p.audio.sample_rate, "seconds": seconds}
         path, count = result
         size = (p.video.height, p.video.width)
-        return {"frames_path": path, "n_frames": count, "fps": p.video.fps, "size": size}
+        frames = {"frames_path": path, "n_frames": count, "fps": p.video.fps, "size": size}
+        return frames | {"seconds": seconds}
+
+    def provenance(
+        self, task: str, *, steps: int | None, cfg: float | None, sampler: str
+    ) -> dict[str, Any]:
+        """What ran, for --json records, manifests, logs and container tags."""
+        from .hub import describe_folder
+
+        e, direction = self.engine, "v2a" if task == "dub" else "a2v"
+        return {
+            "model": e.name,
+            **(describe_folder(e.folder) if e.folder is not None else {}),
+            "steps": e.default_steps(direction) if steps is None else steps,
+            "cfg": e.default_cfg(direction) if cfg is None else cfg,
+            "sampler": sampler,
+            "device": str(e.device),
+            "dtype": str(e.dtype).removeprefix("torch."),
+            "threads": self.threads,
+        }

@@ -165,3 +165,11 @@ def test_a_folder_from_before_the_vocos_vocoder_loads(tmp_path: Path) -> None:
     assert loaded.complete and loaded.vocoder is None
     assert loaded.model.preset.vocoder == VocoderConfig()
     assert torch.equal(velocity(loaded.model), velocity(trained_model()))
+
+
+def test_a_model_card_in_the_folder_does_not_disturb_strict_loading(tmp_path: Path) -> None:
+    save_model(tmp_path, trained_model())
+    card = Path(__file__).resolve().parent.parent / "weights" / "avsynth-s" / "README.md"
+    (tmp_path / "README.md").write_bytes(card.read_bytes())  # not in the manifest
+    loaded = load_model(tmp_path)
+    assert loaded.complete and torch.equal(velocity(loaded.model), velocity(trained_model()))

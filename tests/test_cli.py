@@ -152,12 +152,14 @@ def test_output_folder_read_only(clips, tmp_path):
     assert res.exit_code == 1 and "not writable" in res.stderr
 
 
-def test_output_exists_needs_overwrite(clips, fake_model):
+def test_existing_output_is_skipped_unless_overwrite(clips, fake_model):
     out = clips / "clip.dubbed.mp4"
     out.write_bytes(b"precious")
-    res = invoke("dub", clips / "clip.mp4")
-    assert res.exit_code == 1 and "already exists" in res.stderr and "--overwrite" in res.stderr
+    res = invoke("dub", clips / "clip.mp4")  # a single input too: skipped, exit 0 (shell loops)
+    assert res.exit_code == 0 and res.stdout == ""
+    assert err_lines(res) == [f"skipped: {out} exists (--overwrite replaces it)"]
     assert out.read_bytes() == b"precious"
+    assert invoke("dub", clips / "clip.mp4", "-q").stderr == ""
     res = invoke("dub", clips / "clip.mp4", "--overwrite")
     assert res.exit_code == 0, res.output
     assert media.probe(out).has_audio
@@ -255,10 +257,12 @@ def test_batch_goes_on_and_reports_at_the_end(clips, fake_model, tmp_path):
     out = tmp_path / "out"
     res = invoke("dub", clips, "-o", out, "--json")
     assert res.exit_code == 1
-    records = [json.loads(ln) for ln in res.stdout.splitlines()]
+    *records, total = [json.loads(ln) for ln in res.stdout.splitlines()]
+    assert total == total | {"type": "summary", "inputs": 3, "ok": 2, "error": 1, "skipped": 0}
     by_name = {Path(r["input"]).name: r for r in records}
     assert set(by_name) == {"broken.mp4", "clip.mp4", "silent.mp4"}
-    assert set(records[0]) == {"input", "output", "status", "error", "seconds"}
+    assert {r["type"] for r in records} == {"result"}
+    assert {"input", "output", "status", "error", "seconds", "duration", "model"} <= set(records[0])
     assert by_name["broken.mp4"]["status"] == "error" and by_name["broken.mp4"]["output"] is None
     assert "not a media file" in by_name["broken.mp4"]["error"]
     for name in ("clip", "silent"):
@@ -270,7 +274,8 @@ def test_batch_goes_on_and_reports_at_the_end(clips, fake_model, tmp_path):
     # a second run over the same folder skips the outputs that exist (resume); the bad file
     # still fails
     res = invoke("dub", clips / "*.mp4", "-o", out, "--json")
-    records = {Path(r["input"]).name: r for r in map(json.loads, res.stdout.splitlines())}
+    lines = [json.loads(ln) for ln in res.stdout.splitlines()]
+    records = {Path(r["input"]).name: r for r in lines if r["type"] == "result"}
     assert res.exit_code == 1 and "already exists" not in res.stderr
     assert records["clip.mp4"]["status"] == records["silent.mp4"]["status"] == "skipped"
 
@@ -309,17 +314,28 @@ def test_real_process_bad_inputs(tmp_path, make_clip):
     assert res.returncode == 2
 
 
+def test_preview_png_beside_each_output(clips, fake_model, tmp_path):
+    res = invoke("dub", clips / "clip.mp4", "-o", tmp_path / "d.mp4", "--preview", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["previews"] == [str(tmp_path / "d.png")]
+    res = invoke("animate", clips / "drums.wav", "-o", tmp_path / "a.mp4", "--preview")
+    assert res.exit_code == 0, res.output
+    for name in ("d.png", "a.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
 # ------------------------------------------------------------------------------------ issue 26
 
 
 @pytest.mark.parametrize(("layout", "channels"), [("stereo", 2), ("7.1", 8)])
-def test_animate_keeps_the_inputs_channels_and_rate(make_clip, tmp_path, fake_model, layout, channels):  # fmt: skip
+def test_animate_keeps_the_inputs_channels(make_clip, tmp_path, fake_model, layout, channels):
     src = tmp_path / f"{layout}.wav"
     shutil.copy(make_clip(fps=None, audio_rate=44_100, layout=layout, ext=".wav"), src)
     res = invoke("animate", src)
     assert res.exit_code == 0, res.output
     info = media.probe(tmp_path / f"{layout}.animated.mp4")
-    assert (info.channels, info.sample_rate) == (channels, 44_100)
+    assert (info.channels, info.sample_rate) == (channels, media.VIDEO_RATE)
 
 
 TINY_TRAIN = ["train", "audio", "-o", "{out}", "--preset", "tiny", "--steps", "1", "--clips", "2"]
@@ -438,7 +454,8 @@ def test_hidden_files_and_partial_outputs_are_not_inputs(clips, fake_model):
         shutil.copy(clips / "clip.mp4", clips / name)
     res = invoke("dub", clips, "--json")
     assert res.exit_code == 0, res.output
-    inputs = sorted(Path(json.loads(ln)["input"]).name for ln in res.stdout.splitlines())
+    records = [json.loads(ln) for ln in res.stdout.splitlines()]
+    inputs = sorted(Path(r["input"]).name for r in records if r["type"] == "result")
     assert inputs == ["clip.mp4", "silent.mp4"]
     logged = [json.loads(ln)["input"] for ln in (clips / "avlink-manifest.jsonl").open()]
     assert sorted(Path(p).name for p in logged) == ["clip.mp4", "silent.mp4"]

@@ -67,12 +67,17 @@ def test_batch_sizes_agree_and_existing_outputs_are_skipped(folder, clips, tmp_p
         assert len(a) == len(b) and np.abs(a - b).mean() < 0.05 * np.abs(a).mean()
     log = manifest(runs[4] / "avlink-manifest.jsonl")
     assert len(log) == 5 and {r["status"] for r in log} == {"ok"}
-    assert {"input", "output", "seed", "model", "seconds", "status"} <= set(log[0])
+    provenance = {"model", "model_path", "model_sha", "seed", "base_seed", "steps", "cfg"}
+    provenance |= {"sampler", "device", "dtype", "threads", "duration", "seconds"}
+    assert {"input", "output", "status"} | provenance <= set(log[0])
+    assert log[0]["steps"] == 2 and log[0]["model_revision"] is None  # a folder: no Hub commit
+    assert len({r["seed"] for r in log}) == 5  # each clip's own seed
     # again: everything is skipped, nothing rewritten; --overwrite redoes it
     before = outputs(runs[4])
     res = invoke("dub", clips, "-o", runs[4], "--model", folder, "--steps", 2, "--json")
     assert res.exit_code == 0, res.output
-    assert {json.loads(ln)["status"] for ln in res.stdout.splitlines()} == {"skipped"}
+    *records, total = [json.loads(ln) for ln in res.stdout.splitlines()]
+    assert {r["status"] for r in records} == {"skipped"} and total["skipped"] == 5
     assert outputs(runs[4]) == before
     assert [r["status"] for r in manifest(runs[4] / "avlink-manifest.jsonl")[5:]] == ["skipped"] * 5
     res = invoke("dub", clips, "-o", runs[4], "--model", folder, "--steps", 2, "--overwrite")

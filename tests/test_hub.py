@@ -13,7 +13,14 @@ import pytest
 from hubserver import FakeHub, read_folder, write_model_folder
 from huggingface_hub import constants as hf_constants
 
-from avlink_cli.hub import HubError, download, resolve_model
+from avlink_cli.hub import (
+    HUB_REPOS,
+    HubError,
+    describe_folder,
+    download,
+    installed_models,
+    resolve_model,
+)
 from avlink_cli.manifest import write_manifest
 
 REPO = "org/tiny"
@@ -161,7 +168,7 @@ def test_preset_uses_packaged_folder_then_hub(
     assert resolve_model("avsynth-s", offline=True, cache_dir=cache) == packaged.resolve()
     assert hub.log == []
 
-    hub.add_commit("avlink/avsynth-s", main_files)
+    hub.add_commit("avlink/avsynth-s", main_files, refs=(HUB_REPOS["avsynth-s"][1],))
     monkeypatch.setenv("AVLINK_WEIGHTS", str(tmp_path / "elsewhere"))
     folder = resolve_model("avsynth-s", endpoint=hub.endpoint, cache_dir=cache)
     assert folder.is_relative_to(cache / "models--avlink--avsynth-s")
@@ -201,6 +208,28 @@ def test_download_refuses_local_folder_and_conflicting_revision(tmp_path: Path) 
         download(f"{REPO}@v1", revision="v2")
 
 
+def test_model_card_beside_the_weights_and_local_dir_download(
+    hub: FakeHub, cache: Path, tmp_path: Path, main_files: dict[str, bytes]
+) -> None:
+    """A README.md model card (not in the manifest) rides along: the Hub download, --local-dir
+    and `models --installed` all take the folder, and strict loading never reads the card."""
+    card = (
+        Path(__file__).resolve().parent.parent / "weights" / "avsynth-s" / "README.md"
+    ).read_bytes()
+    assert card.startswith(b"---\nlicense: apache-2.0\n")  # the Hub's YAML front matter
+    files = main_files | {"README.md": card}
+    commit = hub.add_commit(REPO, files, refs=("main", "v1"))
+    local = tmp_path / "here"
+    folder = download(f"{REPO}@v1", endpoint=hub.endpoint, local_dir=local)
+    assert folder == local and _contents(local) == files
+    assert resolve_model(str(local)) == local.resolve()  # a model folder for --model
+    assert describe_folder(local)["model_revision"] == commit
+    download(f"{REPO}@v1", endpoint=hub.endpoint, cache_dir=cache)
+    (row,) = [r for r in installed_models(cache) if r["source"] == "hub cache"]
+    assert row["model"] == f"{REPO}@v1" and row["revision"] == commit
+    assert row["model_sha"] == describe_folder(local)["model_sha"] and row["size"] > len(card)
+
+
 # --- only what the model needs; no name leads outside the folder --------------------------------
 
 
@@ -221,12 +250,13 @@ def test_download_fetches_only_what_the_manifest_and_model_json_name(
     weights = {"w[1].safetensors": b"\x01" * 64, "extra weights.bin": b"\x02" * 32}  # glob chars
     model_json = json.dumps({"components": {"x": {"file": "from model.json.bin"}}}).encode()
     listed = {"model.json": model_json, **weights}
-    unlisted = {"README.md": b"# a model card", "old/w0.safetensors": b"\x00" * 4096}
-    files = {**listed, **unlisted, "from model.json.bin": b"\x03", "manifest.json": _manifest_for(listed)}  # fmt: skip
+    unlisted = {"notes.txt": b"training notes", "old/w0.safetensors": b"\x00" * 4096}
+    card = {"README.md": b"---\nlicense: apache-2.0\n---\n# a model card"}  # rides along
+    files = {**listed, **unlisted, **card, "from model.json.bin": b"\x03", "manifest.json": _manifest_for(listed)}  # fmt: skip
     hub.add_commit("org/extra", files)
     folder = download("org/extra", endpoint=hub.endpoint, cache_dir=cache)
-    assert _gets(hub) == {"manifest.json", "model.json", "from model.json.bin", *weights}
-    assert not (folder / "README.md").exists() and not (folder / "old").exists()
+    assert _gets(hub) == {"manifest.json", "model.json", "from model.json.bin", *weights, *card}
+    assert not (folder / "notes.txt").exists() and not (folder / "old").exists()
 
 
 @pytest.mark.parametrize("where", ["manifest", "model.json"])

