@@ -100,6 +100,7 @@ class _Run:
 
     gen: str
     batch: int
+    guided: bool  # CFG: rows [x ; x], the second half unconditional
     x: Tensor
     t: Tensor
     ctx: TextContext
@@ -300,7 +301,7 @@ class AVLink(nn.Module):
         self, direction: str, x: Tensor, t: Tensor | float, cache: ConditionCache, ctx: TextContext
     ) -> Tensor:
         """Generated tokens x (B, N_gen, token_dim) at flow time t -> velocity, Fusion on."""
-        return self._run(direction, x, t, cache, ctx)[0]
+        return self._run(self._prepare_run(direction, x, t, cache, ctx))[0]
 
     def velocity_cfg(
         self,
@@ -313,7 +314,7 @@ class AVLink(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Conditional and unconditional velocities in one batched pass of the generated DiT:
         rows [x ; x] with prompts [ctx ; uncond_ctx]; Fusion touches only the first half."""
-        return self._run(direction, x, t, cache, ctx, uncond_ctx)
+        return self._run(self._prepare_run(direction, x, t, cache, ctx, uncond_ctx))
 
     def uncond_velocity(
         self, direction: str, x: Tensor, t: Tensor | float, ctx: TextContext
@@ -322,24 +323,16 @@ class AVLink(nn.Module):
         gen, _ = sides(direction)
         return self.dit(gen)(x, t, ctx.expand(x.shape[0]))
 
-    def _run(
-        self,
-        direction: str,
-        x: Tensor,
-        t: Tensor | float,
-        cache: ConditionCache,
-        ctx: TextContext,
-        uncond_ctx: TextContext | None = None,
-    ) -> tuple[Tensor, ...]:
-        """The AV-Link loop: generated tokens x (B, N_gen, token_dim) at flow time t -> velocity.
+    def _run(self, run: _Run) -> tuple[Tensor, ...]:
+        """The AV-Link loop: the generated tokens x (B, N_gen, token_dim) at flow time t of one
+        velocity call (`_prepare_run`) -> velocity.
 
         The generated backbone runs block by block. At each Fusion Block's depth the conditioning
         stream is advanced to the same depth (or read from the cache), the block attends over
         both streams and writes back into both: the generated stream, and the conditioning
-        stream that the next block reads (reinjection). With uncond_ctx, rows [x ; x] run with
-        prompts [ctx ; uncond_ctx] and Fusion touches the first half only: (v_cond, v_uncond).
+        stream that the next block reads (reinjection). With CFG, rows [x ; x] run with prompts
+        [ctx ; uncond_ctx] and Fusion touches the first half only: (v_cond, v_uncond).
         """
-        run = self._prepare_run(direction, x, t, cache, ctx, uncond_ctx)
         gen, n, gdit, plan = run.gen, run.batch, self.dit(run.gen), self.plan
         h, c = gdit.embed(run.x.to(gdit.embed.proj.weight.dtype), run.t)  # (B', N_gen, C_gen)
         h_cnd, done = (run.states[0] if run.states else None), 0  # done: generated blocks run
@@ -355,11 +348,11 @@ class AVLink(nn.Module):
             h_gen, h_cnd = fuse(
                 block, gen, h[:n], h_cnd, c[:n], run.c_cnd, run.pe_fusion, reinject, motion_v
             )
-            h = h_gen if uncond_ctx is None else torch.cat([h_gen, h[n:]])  # (B', N_gen, C_gen)
+            h = torch.cat([h_gen, h[n:]]) if run.guided else h_gen  # (B', N_gen, C_gen)
         for gblock in gdit.blocks[done:]:
             h = gblock(h, c, run.pe_gen, run.ctx)
         v = gdit.velocity_of(gdit.head(h, c), run.x, run.t)  # (B', N_gen, token_dim)
-        return (v,) if uncond_ctx is None else tuple(v.chunk(2))
+        return tuple(v.chunk(2)) if run.guided else (v,)
 
     def _prepare_run(
         self,
@@ -368,9 +361,10 @@ class AVLink(nn.Module):
         t: Tensor | float,
         cache: ConditionCache,
         ctx: TextContext,
-        uncond_ctx: TextContext | None,
+        uncond_ctx: TextContext | None = None,
     ) -> _Run:
-        """What `_run` needs before its loop: the checks, the CFG rows, the RoPE tables, the
+        """What `_run` needs before its loop, for generated tokens x (B, N_gen, token_dim) at flow
+        time t with prompt ctx (and uncond_ctx, for CFG): the checks, the CFG rows, the RoPE tables, the
         conditioning stream entering Fusion Block 0 (cached, or computed here) and the motion
         terms of the video tokens (FusionConfig.motion, for the Fusion rows only)."""
         gen, cnd = sides(direction)
@@ -389,7 +383,8 @@ class AVLink(nn.Module):
             motion = cache.motion or self.fusion.motion_terms(cache.x_t)
         else:
             motion = self.fusion.motion_terms(x[:batch])
-        run = _Run(gen, batch, x, t, ctx, self.dit(gen).rope(device=device), motion=motion)
+        pe_gen = self.dit(gen).rope(device=device)
+        run = _Run(gen, batch, uncond_ctx is not None, x, t, ctx, pe_gen, motion=motion)
         if not self.plan:
             return run
         c_cnd, h_cnd = (
