@@ -15,7 +15,7 @@ Fusion Block. The unconditional branch for CFG is the generated DiT alone with a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 import torch
@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from . import flow
 from .dit import DiT
-from .fusion import ExternalEncoders, Fusion, fusion_plan, fusion_positions
+from .external import ExternalEncoders
+from .fusion import Fusion, FusionBlock, fusion_plan, fusion_positions
 from .ops import as_time
 from .presets import Preset
 from .text import TextContext, TextEncoder
@@ -85,6 +86,49 @@ def sides(direction: str) -> tuple[str, str]:
     if direction == "a2v":
         return "video", "audio"
     raise ValueError(f"unknown direction {direction!r}; use 'v2a' or 'a2v'")
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One velocity call's inputs, prepared before the AV-Link loop (`AVLink._prepare_run`).
+
+    x, t, ctx: the generated rows (B' = B, or 2B with CFG) and their prompts; pe_gen: the
+    generated DiT's RoPE; states: the conditioning stream entering Fusion Block 0 and, where the
+    cache holds them, later blocks; advance(h, k): the conditioning backbone from block k - 1's
+    depth to block k's; motion: each Fusion Block's motion term, or None.
+    """
+
+    gen: str
+    batch: int
+    guided: bool  # CFG: rows [x ; x], the second half unconditional
+    x: Tensor
+    t: Tensor
+    ctx: TextContext
+    pe_gen: Tensor
+    c_cnd: Tensor | None = None
+    states: tuple[Tensor, ...] = ()
+    pe_fusion: Tensor | None = None
+    advance: Callable[[Tensor, int], Tensor] | None = None
+    motion: tuple[Tensor, ...] | None = None
+
+
+def fuse(
+    block: FusionBlock,
+    gen: str,
+    h_gen: Tensor,
+    h_cnd: Tensor,
+    c_gen: Tensor,
+    c_cnd: Tensor,
+    pe: Tensor,
+    reinject: bool,
+    motion_v: Tensor | None,
+) -> tuple[Tensor, Tensor]:
+    """One Fusion Block over the generated and conditioning streams -> (h_gen, h_cnd); the block
+    takes (audio, video) in that order, and reinject=False leaves the conditioning stream as is."""
+    if gen == "audio":
+        return block(h_gen, h_cnd, c_gen, c_cnd, pe, update_v=reinject, motion_v=motion_v)
+    h_cnd, h_gen = block(h_cnd, h_gen, c_cnd, c_gen, pe, update_a=reinject, motion_v=motion_v)
+    return h_gen, h_cnd
 
 
 class AVLink(nn.Module):
@@ -257,7 +301,7 @@ class AVLink(nn.Module):
         self, direction: str, x: Tensor, t: Tensor | float, cache: ConditionCache, ctx: TextContext
     ) -> Tensor:
         """Generated tokens x (B, N_gen, token_dim) at flow time t -> velocity, Fusion on."""
-        return self._run(direction, x, t, cache, ctx)[0]
+        return self._run(self._prepare_run(direction, x, t, cache, ctx))[0]
 
     def velocity_cfg(
         self,
@@ -270,7 +314,7 @@ class AVLink(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Conditional and unconditional velocities in one batched pass of the generated DiT:
         rows [x ; x] with prompts [ctx ; uncond_ctx]; Fusion touches only the first half."""
-        return self._run(direction, x, t, cache, ctx, uncond_ctx)
+        return self._run(self._prepare_run(direction, x, t, cache, ctx, uncond_ctx))
 
     def uncond_velocity(
         self, direction: str, x: Tensor, t: Tensor | float, ctx: TextContext
@@ -279,7 +323,38 @@ class AVLink(nn.Module):
         gen, _ = sides(direction)
         return self.dit(gen)(x, t, ctx.expand(x.shape[0]))
 
-    def _run(
+    def _run(self, run: _Run) -> tuple[Tensor, ...]:
+        """The AV-Link loop: the generated tokens x (B, N_gen, token_dim) at flow time t of one
+        velocity call (`_prepare_run`) -> velocity.
+
+        The generated backbone runs block by block. At each Fusion Block's depth the conditioning
+        stream is advanced to the same depth (or read from the cache), the block attends over
+        both streams and writes back into both: the generated stream, and the conditioning
+        stream that the next block reads (reinjection). With CFG, rows [x ; x] run with prompts
+        [ctx ; uncond_ctx] and Fusion touches the first half only: (v_cond, v_uncond).
+        """
+        gen, n, gdit, plan = run.gen, run.batch, self.dit(run.gen), self.plan
+        h, c = gdit.embed(run.x.to(gdit.embed.proj.weight.dtype), run.t)  # (B', N_gen, C_gen)
+        h_cnd, done = (run.states[0] if run.states else None), 0  # done: generated blocks run
+        for k, block in enumerate(self.fusion.blocks):
+            for gblock in gdit.blocks[done : plan[k][gen] + 1]:
+                h = gblock(h, c, run.pe_gen, run.ctx)
+            done = plan[k][gen] + 1
+            if k > 0:
+                h_cnd = run.states[k] if k < len(run.states) else run.advance(h_cnd, k)
+            # the last block's conditioning output is never read, so it is not computed
+            reinject = self.ablation.reinject_cond and k < len(self.fusion.blocks) - 1
+            motion_v = None if run.motion is None else run.motion[k]
+            h_gen, h_cnd = fuse(
+                block, gen, h[:n], h_cnd, c[:n], run.c_cnd, run.pe_fusion, reinject, motion_v
+            )
+            h = torch.cat([h_gen, h[n:]]) if run.guided else h_gen  # (B', N_gen, C_gen)
+        for gblock in gdit.blocks[done:]:
+            h = gblock(h, c, run.pe_gen, run.ctx)
+        v = gdit.velocity_of(gdit.head(h, c), run.x, run.t)  # (B', N_gen, token_dim)
+        return tuple(v.chunk(2)) if run.guided else (v,)
+
+    def _prepare_run(
         self,
         direction: str,
         x: Tensor,
@@ -287,131 +362,39 @@ class AVLink(nn.Module):
         cache: ConditionCache,
         ctx: TextContext,
         uncond_ctx: TextContext | None = None,
-    ) -> tuple[Tensor, ...]:
+    ) -> _Run:
+        """What `_run` needs before its loop, for generated tokens x (B, N_gen, token_dim) at flow
+        time t with prompt ctx (and uncond_ctx, for CFG): the checks, the CFG rows, the RoPE tables, the
+        conditioning stream entering Fusion Block 0 (cached, or computed here) and the motion
+        terms of the video tokens (FusionConfig.motion, for the Fusion rows only)."""
         gen, cnd = sides(direction)
         if cache.direction != direction:
             raise ValueError(f"condition prepared for {cache.direction}, asked for {direction}")
-        gdit, cdit = self.dit(gen), self.dit(cnd)
-        gdit.check_tokens(x)
+        self.dit(gen).check_tokens(x)
         batch, device = x.shape[0], x.device
         if cache.batch != batch:
             raise ValueError(f"condition has batch {cache.batch}, tokens have {batch}")
         t = as_time(t, batch, device=device)
         ctx = ctx.expand(batch)
         if uncond_ctx is not None:  # [cond ; uncond] rows share every generated-DiT call
-            x, t, ctx = (
-                torch.cat([x, x]),
-                torch.cat([t, t]),
-                TextContext.cat([ctx, uncond_ctx.expand(batch)]),
-            )
-        # motion terms of the video tokens (FusionConfig.motion), for the Fusion rows only
+            x, t = torch.cat([x, x]), torch.cat([t, t])
+            ctx = TextContext.cat([ctx, uncond_ctx.expand(batch)])
         if gen == "audio":
             motion = cache.motion or self.fusion.motion_terms(cache.x_t)
         else:
             motion = self.fusion.motion_terms(x[:batch])
-        h, c = gdit.embed(x.to(gdit.embed.proj.weight.dtype), t)  # (B', N_gen, C_gen), (B', C_gen)
-        pe_gen = gdit.rope(device=device)
-        done = 0  # generated-side blocks run so far
-        if self.plan:
-            c_cnd, h_cnd = (
-                (cache.c, cache.states[0]) if cache.states is not None else self._cond_start(cache)
-            )
-            pe_cnd, pe_fusion = cdit.rope(device=device), self.fusion_rope(device=device)
-        for k, block in enumerate(self.fusion.blocks):
-            for gblock in gdit.blocks[done : self.plan[k][gen] + 1]:
-                h = gblock(h, c, pe_gen, ctx)
-            done = self.plan[k][gen] + 1
-            if k > 0:
-                if cache.states is not None and len(cache.states) > k:
-                    h_cnd = cache.states[k]
-                else:
-                    h_cnd = self._cond_advance(cache, h_cnd, c_cnd, pe_cnd, k)
-            # the last block's conditioning output is never read, so it is not computed
-            reinject = self.ablation.reinject_cond and k < len(self.fusion.blocks) - 1
-            h_gen, c_gen = h[:batch], c[:batch]
-            motion_v = None if motion is None else motion[k]
-            if gen == "audio":
-                h_gen, h_cnd = block(
-                    h_gen, h_cnd, c_gen, c_cnd, pe_fusion, update_v=reinject, motion_v=motion_v
-                )
-            else:
-                h_cnd, h_gen = block(
-                    h_cnd, h_gen, c_cnd, c_gen, pe_fusion, update_a=reinject, motion_v=motion_v
-                )
-            h = h_gen if uncond_ctx is None else torch.cat([h_gen, h[batch:]])
-        for gblock in gdit.blocks[done:]:
-            h = gblock(h, c, pe_gen, ctx)
-        v = gdit.velocity_of(gdit.head(h, c), x, t)  # (B', N_gen, token_dim)
-        return (v,) if uncond_ctx is None else tuple(v.chunk(2))
-
-
-def fusion_loss(
-    model: AVLink,
-    direction: str,
-    gen_clean: Tensor,
-    cond_clean: Tensor,
-    ctx: TextContext,
-    *,
-    generator: torch.Generator | None = None,
-    t_shift: float = 1.0,
-) -> Tensor:
-    """One Fusion-stage training loss: generated side at logit-normal t, conditioning side at the
-    training t_cond (fixed, or uniform with the ablation); MSE against x1 - x0."""
-    batch, device = gen_clean.shape[0], gen_clean.device
-    gen_device = generator.device if generator is not None else device
-    x0 = torch.randn(
-        gen_clean.shape, generator=generator, device=gen_device, dtype=gen_clean.dtype
-    ).to(device)
-    t = flow.sample_t(batch, shift=t_shift, generator=generator, device=device)
-    t_cond = model.sample_t_cond(direction, batch, generator=generator, device=device)
-    cache = model.prepare_condition(direction, cond_clean, ctx, t_cond=t_cond, generator=generator)
-    v = model.velocity(direction, flow.interpolate(x0, gen_clean, t), t, cache, ctx)
-    return flow.loss(v, x0, gen_clean)
-
-
-def make_velocity_fn(
-    model: AVLink,
-    direction: str,
-    cond_clean: Tensor,
-    prompt: str | Sequence[str] = "",
-    negative_prompt: str | Sequence[str] = "",
-    cfg_scale: float = 1.0,
-    generator: torch.Generator | None = None,
-    *,
-    t_cond: float | None = None,
-    precompute: bool = True,
-    batch_cfg: bool = True,
-) -> Callable[[Tensor, Tensor], Tensor]:
-    """The sampler's v(x, t) for one batch of clips: prompts encoded and the conditioning side
-    prepared once, here. With cfg_scale != 1 the unconditional branch (generated DiT alone with
-    `negative_prompt`, "" by default) runs batched with the conditional one (`velocity_cfg`), or
-    as a separate call with batch_cfg=False."""
-    batch = cond_clean.shape[0]
-
-    def expand(p: str | Sequence[str]) -> list[str]:
-        ps = [p] * batch if isinstance(p, str) else list(p)
-        if len(ps) != batch:
-            raise ValueError(f"{len(ps)} prompts for a batch of {batch}")
-        return ps
-
-    with torch.no_grad():
-        ctx = model.encode_text(expand(prompt))
-        neg = model.encode_text(expand(negative_prompt)) if cfg_scale != 1.0 else None
-        cache = model.prepare_condition(
-            direction, cond_clean, ctx, t_cond=t_cond, generator=generator, precompute=precompute
+        pe_gen = self.dit(gen).rope(device=device)
+        run = _Run(gen, batch, uncond_ctx is not None, x, t, ctx, pe_gen, motion=motion)
+        if not self.plan:
+            return run
+        c_cnd, h_cnd = (
+            (cache.c, cache.states[0]) if cache.states is not None else self._cond_start(cache)
         )
-
-    @torch.no_grad()
-    def v(x: Tensor, t: Tensor) -> Tensor:
-        if neg is None:
-            return model.velocity(direction, x, t, cache, ctx)
-        if batch_cfg:
-            v_c, v_u = model.velocity_cfg(direction, x, t, cache, ctx, neg)
-        else:
-            v_c, v_u = (
-                model.velocity(direction, x, t, cache, ctx),
-                model.uncond_velocity(direction, x, t, neg),
-            )
-        return flow.cfg(v_c, v_u, cfg_scale)
-
-    return v
+        pe_cnd = self.dit(cnd).rope(device=device)
+        return replace(
+            run,
+            c_cnd=c_cnd,
+            states=cache.states if cache.states is not None else (h_cnd,),
+            pe_fusion=self.fusion_rope(device=device),
+            advance=lambda h, k: self._cond_advance(cache, h, c_cnd, pe_cnd, k),
+        )

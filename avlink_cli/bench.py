@@ -46,8 +46,8 @@ PEAK_TFLOPS: list[tuple[str, float, float]] = [
 
 
 # `--sdpa`: which attention kernels scaled_dot_product_attention may pick, in priority order (auto:
-# PyTorch's own; torch 2.11 on an H200 picked cuDNN for every call of the paper preset, see
-# scripts/sdpa_choice.py). Kernels that cannot run a call (flash with the text mask) fall through.
+# PyTorch's own; docs/performance.md says which it picks on an H200, experiments/sdpa_choice.py
+# measures it). Kernels that cannot run a call (flash with the text mask) fall through.
 SDPA_ORDERS: dict[str, list[SDPBackend] | None] = {
     "auto": None,
     "cudnn": [

@@ -102,25 +102,3 @@ def sample(
         if callback is not None:
             callback(i + 1, steps, x)
     return x
-
-
-def euler(
-    v: VelocityFn,
-    x0: Tensor,
-    *,
-    steps: int,
-    shift: float = 1.0,
-    callback: StepCallback | None = None,
-) -> Tensor:
-    return sample(v, x0, steps=steps, method="euler", shift=shift, callback=callback)
-
-
-def heun(
-    v: VelocityFn,
-    x0: Tensor,
-    *,
-    steps: int,
-    shift: float = 1.0,
-    callback: StepCallback | None = None,
-) -> Tensor:
-    return sample(v, x0, steps=steps, method="heun", shift=shift, callback=callback)

@@ -1,8 +1,8 @@
-"""The Fusion Block, the plan that interleaves N of them through two backbones, and the external
-feature encoders of the "extractor features" ablation.
+"""The Fusion Block, the plan that interleaves N of them through two backbones, and the
+time-aligned RoPE positions they attend with.
 
 A Fusion Block reads the audio and video residual streams at one depth and returns both updated
-(PAPER.md, Sec. 3.2). Per modality, with its own weights and its own flow time:
+(AV-Link, arXiv 2412.15191, Sec. 3.2). Per modality, with its own weights and its own flow time:
 
     1. adaLN modulation of the stream (shift1, scale1 from the modality's time embedding c)
     2. projection to the shared width D
@@ -19,10 +19,10 @@ start at zero: shifts and scales at 0, both gates at 1. The MLP's output layer s
 a fresh Fusion Block is the identity and AV-Link starts out computing exactly what the frozen
 generators compute. Zeroing the output layer rather than both gates (adaLN-Zero twice in series)
 avoids a saddle: with gate1 = gate2 = 0 the attention path gets no gradient at all, while a zero
-output layer gets the full `dL/dx ⊗ hidden` at the first step. (On a timing task like the one in
-tests/test_fusion_learning.py, 300 steps at t_shift 8, this gave a slightly larger gain, 6.0%
-against 5.2%; what decides whether the blocks learn at all is the training t, see
-training/stages.py FusionStage.)
+output layer gets the full `dL/dx ⊗ hidden` at the first step.
+
+The video half may also read motion features (fusion_motion.py); the "extractor features"
+ablation's encoders are in external.py.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .dit import Mlp, SelfAttention, init_standard
-from .ops import attention, grid_positions, modulate, rope, rope_axes, rope_nd
+from . import fusion_motion
+from .fusion_motion import MotionContext, motion_mlp
+from .layers import Mlp, SelfAttention, init_standard
+from .ops import attention, modulate, rope
 from .presets import FusionConfig, Preset
-from .text import EncoderLayer
 
 
 def fusion_plan(n_blocks: int, depth_a: int, depth_v: int) -> list[tuple[int, int]]:
@@ -68,24 +69,12 @@ def fusion_positions(preset: Preset, *, by_index: bool = False) -> tuple[Tensor,
     return pa, pv
 
 
-def frame_differences(x: Tensor, per_frame: int) -> Tensor:
-    """x (B, T * S, C), S tokens a frame in row-major (t, h, w) order -> (B, T * S, 2C): each
-    token's difference to the same place in the previous frame and in the next (0 at the ends)."""
-    b, n, c = x.shape
-    f = x.reshape(b, n // per_frame, per_frame, c)
-    d = f[:, 1:] - f[:, :-1]  # (B, T - 1, S, C)
-    zero = torch.zeros_like(f[:, :1])
-    back, ahead = torch.cat([zero, d], 1), torch.cat([d, zero], 1)
-    return torch.cat([back, ahead], -1).reshape(b, n, 2 * c)
-
-
 class FusionStream(nn.Module):
     """One modality's half of a Fusion Block (backbone width C, shared width D).
 
-    motion_dim > 0 (the video half, with FusionConfig.motion): step 2 also adds a small MLP of
-    the motion features `Fusion.motion_features` makes from the video tokens (each pixel patch's
-    change from the previous frame and to the next), so that a token can tell a reversal or a
-    stop (a contact) from steady motion by itself. No biases, so a still video adds nothing.
+    motion_dim > 0 (the video half, with FusionConfig.motion): step 2 also adds this block's
+    motion term (`Fusion.motion_terms`, fusion_motion.py); context_dim > 0: that term includes a
+    read of MotionContext's features.
     """
 
     def __init__(
@@ -102,15 +91,7 @@ class FusionStream(nn.Module):
         self.dim, self.width, self.heads = dim, width, heads
         # the block's read of MotionContext's features (FusionConfig.motion_context); starts at 0
         self.context = nn.Linear(context_dim, width, bias=False) if context_dim else None
-        self.motion = (
-            nn.Sequential(
-                nn.Linear(motion_dim, width, bias=False),
-                nn.GELU(),
-                nn.Linear(width, width, bias=False),
-            )
-            if motion_dim
-            else None
-        )
+        self.motion = motion_mlp(motion_dim, width) if motion_dim else None
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.adaLN = nn.Sequential(nn.SiLU(), nn.Linear(dim, 3 * dim + 3 * width))
         self.proj_in = nn.Linear(dim, width)
@@ -241,14 +222,7 @@ class Fusion(nn.Module):
         self.cfg, self.video_per_frame = cfg, video_per_frame
         motion_dim = 2 * video_token_dim if cfg.motion else 0
         self.context = (
-            MotionContext(
-                video_token_dim,
-                width=cfg.motion_context,
-                depth=cfg.motion_context_depth,
-                grid=video_grid,
-            )
-            if cfg.motion_context
-            else None
+            MotionContext(video_token_dim, cfg, video_grid) if cfg.motion_context else None
         )
         self.blocks = nn.ModuleList(
             FusionBlock(
@@ -291,112 +265,35 @@ class Fusion(nn.Module):
                 if stream.context is not None:  # a new context read changes nothing at first
                     nn.init.zeros_(stream.context.weight)
 
-    def motion_features(self, video_tokens: Tensor) -> Tensor | None:
-        """Video tokens (B, N_v, token_dim), as the video backbone sees them -> the motion
-        features the blocks read (B, N_v, 2 * token_dim), or None without FusionConfig.motion."""
-        if not self.cfg.motion:
-            return None
-        return frame_differences(video_tokens, self.video_per_frame)
-
     def motion_terms(
         self, video_tokens: Tensor, context: Tensor | None = None
     ) -> tuple[Tensor, ...] | None:
-        """Each block's motion MLP of `motion_features` (B, N_v, D), plus its read of
-        MotionContext's features (`context` when the caller has them, else computed here), or
-        None without motion. They depend on the video tokens alone, so V2A computes them once
-        per clip."""
-        feats = self.motion_features(video_tokens)
-        if feats is None:
+        """Each block's motion term (B, N_v, D) of the video tokens (B, N_v, token_dim), or None
+        without FusionConfig.motion; `context`: MotionContext's features when the caller has
+        them (fusion_motion.motion_terms)."""
+        if not self.cfg.motion:
             return None
-        dtype = self.blocks[0].video.proj_in.weight.dtype
-        feats = feats.to(dtype)
-        terms = tuple(block.video.motion(feats) for block in self.blocks)
-        if self.context is None:
-            return terms
-        if context is None:
-            context = self.context(video_tokens.to(dtype), feats)
-        return tuple(m + b.video.context(context) for m, b in zip(terms, self.blocks, strict=True))
+        return fusion_motion.motion_terms(
+            [block.video for block in self.blocks],
+            video_tokens,
+            per_frame=self.video_per_frame,
+            dtype=self.dtype,
+            context=self.context,
+            features=context,
+        )
 
     def context_features(self, video_tokens: Tensor) -> Tensor | None:
         """MotionContext's features of the video tokens (B, N_v, W), or None without it."""
         if self.context is None:
             return None
-        tokens = video_tokens.to(self.blocks[0].video.proj_in.weight.dtype)
-        return self.context(tokens, frame_differences(tokens, self.video_per_frame))
+        return fusion_motion.context_features(
+            self.context, video_tokens, per_frame=self.video_per_frame, dtype=self.dtype
+        )
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.blocks[0].video.proj_in.weight.dtype
 
     def rope(self, pos: Tensor) -> Tensor:
         """Positions (N_a + N_v,) -> RoPE table (N_a + N_v, D / H / 2, 2)."""
         return rope(pos, self.cfg.width // self.cfg.heads, theta=self.cfg.rope_theta)
-
-
-class MotionContext(nn.Module):
-    """A contact detector's view of the video, which every Fusion Block's video half also reads
-    (FusionConfig.motion_context). Each video token with its change from the previous frame and
-    to the next (`frame_differences`) goes through a small transformer over all the clip's
-    tokens (grid RoPE), so a token sees the motion before and after it, not only its own.
-
-    Why: a contact is a change of motion, and the per-patch motion MLP sees one frame's change
-    at one place. A supervised probe of the same inputs with a transformer over the clip marks
-    contact frames with ROC AUC 0.91 after 300 steps (scripts/contact_probe.py pixels+diff),
-    and the cue tests show the Fusion Blocks learn timing within a few hundred steps once
-    contacts are that easy to see. The Fusion stage's contact loss trains it as a detector
-    (training/stages.py, ContactHead); tokens (B, N_v, token_dim) -> (B, N_v, width).
-    """
-
-    def __init__(self, token_dim: int, *, width: int, depth: int, grid: tuple[int, ...]) -> None:
-        super().__init__()
-        self.encoder = ExternalEncoder(
-            token_dim=3 * token_dim, dim=width, heads=max(1, width // 32), depth=depth, grid=grid
-        )
-
-    def forward(self, tokens: Tensor, differences: Tensor) -> Tensor:
-        """tokens (B, N_v, token_dim) and their `frame_differences` -> (B, N_v, width)."""
-        return self.encoder(torch.cat([tokens, differences], -1))
-
-
-class ExternalEncoder(nn.Module):
-    """Ablation: a small separate encoder over the *clean* conditioning tokens (linear patch
-    embedding, a few transformer layers with grid RoPE) whose features replace the conditioning
-    backbone's activations as the Fusion Blocks' input. tokens (B, N, token_dim) -> (B, N, C)."""
-
-    def __init__(
-        self, *, token_dim: int, dim: int, heads: int, depth: int, grid: tuple[int, ...]
-    ) -> None:
-        super().__init__()
-        self.grid = tuple(grid)
-        self.rope_split = rope_axes(dim // heads, len(self.grid))
-        self.proj = nn.Linear(token_dim, dim)
-        self.layers = nn.ModuleList(EncoderLayer(dim, heads) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-
-    def forward(self, x: Tensor) -> Tensor:
-        pe = rope_nd(grid_positions(self.grid, device=x.device), self.rope_split)
-        h = self.proj(x)  # (B, N, C)
-        for layer in self.layers:
-            h = layer(h, pe)
-        return self.norm(h)
-
-
-class ExternalEncoders(nn.Module):
-    """One external encoder per conditioning modality: `video` for V2A, `audio` for A2V."""
-
-    def __init__(self, preset: Preset) -> None:
-        super().__init__()
-        depth = preset.fusion.external_depth
-        a, v = preset.audio_dit, preset.video_dit
-        self.audio = ExternalEncoder(
-            token_dim=preset.audio.token_dim,
-            dim=a.width,
-            heads=a.heads,
-            depth=depth,
-            grid=(preset.n_audio_tokens,),
-        )
-        grid_v = (preset.n_frame_groups, *preset.video.grid_hw)
-        self.video = ExternalEncoder(
-            token_dim=preset.video.token_dim, dim=v.width, heads=v.heads, depth=depth, grid=grid_v
-        )
-        self.init_weights()
-
-    def init_weights(self) -> None:
-        if not init_standard(self):
-            return

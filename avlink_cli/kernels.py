@@ -4,7 +4,7 @@ which defines what these compute.
 
 `qk_norm_rope`: the q/k RMS norm and RoPE of an attention layer in one pass over the fused qkv
 projection. Compiled, PyTorch writes this as a persistent reduction that ran at a fraction of
-memory bandwidth on an H200 (17 ms of a 200 ms sampling step; scripts/qk_probe.py); one program
+memory bandwidth on an H200 (docs/performance.md, experiments/qk_probe.py); one program
 here normalises and rotates a block of (token, head) rows of q and of k and writes them
 token-major, (B, N, H, d), the layout the attention kernels read.
 """

@@ -163,9 +163,7 @@ def visual_events(
     after the previous peak. Each time is refined by a parabola through the peak and its
     neighbours, so it can fall between frames. Clips with no motion change have no events.
 
-    On AVSynth's true renders (32x32 at 12 fps, val seeds 0-119, exact frames) 72% of the
-    contacts have an event within +-1 frame, against 17% for random times at the same rate;
-    the global part alone at delta 0.15, the detector before, found 63% (16%).
+    How often the events land on true contacts is in docs/results.md (the A2V contact detector).
     Silent motion (things starting, stopping, turning without a sound) also gives events.
     """
     flow = block_flow(frames, radius=search_radius(fps)) if flow is None else flow

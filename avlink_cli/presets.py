@@ -3,7 +3,7 @@
 Token counts and per-token timestamps are derived here and nowhere else. Time convention for
 timestamps: a token's position is the *start* time, in seconds, of the span it covers (video
 frame k -> k / fps; audio token n -> n / tokens_per_second), so an audio token and a video
-frame at the same instant share a position (PAPER.md, temporally aligned RoPE).
+frame at the same instant share a position (AV-Link, arXiv 2412.15191: temporally aligned RoPE).
 """
 
 from __future__ import annotations
@@ -113,11 +113,11 @@ class FusionConfig:
     rope_theta: float = 10_000.0
     external_depth: int = 2  # layers of each external encoder (feature-extractor ablation only)
     # The video half of each block also reads every pixel patch's change from the previous frame
-    # and to the next (fusion.py, Fusion.motion_features). Not in the paper's design; see README.
+    # and to the next (fusion_motion.py). Not in the paper's design; see docs/ablations.md.
     motion: bool = False
     # With motion on: width of the motion-context encoder, a small transformer over every video
     # token and its frame differences across the whole clip whose output each block also reads
-    # (fusion.py, MotionContext); 0: none. Trained with the contact loss as a contact detector.
+    # (fusion_motion.py, MotionContext); 0: none. Trained with the contact loss as a contact detector.
     motion_context: int = 0
     motion_context_depth: int = 2
 

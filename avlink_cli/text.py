@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .dit import Mlp, SelfAttention, init_standard
+from .layers import EncoderLayer, init_standard
 from .ops import rope
 from .presets import TextConfig
 
@@ -68,22 +68,6 @@ class TextContext:
         self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> TextContext:
         return TextContext(self.tokens.to(device=device, dtype=dtype), self.mask.to(device=device))
-
-
-class EncoderLayer(nn.Module):
-    """Pre-norm transformer layer (self-attention with RoPE, MLP); no time conditioning."""
-
-    def __init__(self, dim: int, heads: int, *, mlp_ratio: float = 4.0) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = SelfAttention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, round(dim * mlp_ratio))
-
-    def forward(self, x: Tensor, pe: Tensor | None, mask: Tensor | None = None) -> Tensor:
-        """x (B, N, C), pe (N, d / 2, 2), mask (B, N) bool -> (B, N, C)."""
-        x = x + self.attn(self.norm1(x), pe, mask)
-        return x + self.mlp(self.norm2(x))
 
 
 class TextEncoder(nn.Module):

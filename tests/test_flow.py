@@ -26,7 +26,7 @@ def test_euler_lands_on_the_straight_path_target() -> None:
         return (target - x) / (1 - t[:, None])
 
     for shift in (1.0, 3.0):
-        out = flow.euler(v, torch.randn(2, 7), steps=5, shift=shift)
+        out = flow.sample(v, torch.randn(2, 7), steps=5, shift=shift)
         assert torch.allclose(out, target, atol=1e-5)
 
 
@@ -39,7 +39,7 @@ def test_heun_beats_euler_on_exponential_growth() -> None:
         for m in ("euler", "heun")
     }
     assert err["heun"] < err["euler"] / 10
-    assert (flow.heun(lambda x, t: x, x0, steps=100) - exact).abs().max() < 1e-4
+    assert (flow.sample(lambda x, t: x, x0, steps=100, method="heun") - exact).abs().max() < 1e-4
 
 
 def test_constant_velocity_and_callback() -> None:

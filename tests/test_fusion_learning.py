@@ -75,6 +75,7 @@ def v2a_loss(model: AVLink, batch: dict[str, torch.Tensor], shuffle: bool) -> fl
     return torch.stack(losses).mean().item()
 
 
+@pytest.mark.slow
 def test_fusion_stage_learns_event_timing():
     torch.manual_seed(0)
     model = AVLink(TINY)
@@ -141,6 +142,7 @@ def test_frame_group_labels_mark_groups_holding_a_contact():
     assert frame_group_labels(contacts, 2).tolist() == [[0, 1, 0]]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("context", [0, 16])
 def test_contact_loss_teaches_the_motion_path_where_contacts_are(context: int):
     """The auxiliary loss trains (Fusion motion MLPs + head) to mark the contact frames of a

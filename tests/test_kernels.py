@@ -24,7 +24,7 @@ CHECK = textwrap.dedent(
     """
     import torch
     from avlink_cli import kernels
-    from avlink_cli.dit import SelfAttention
+    from avlink_cli.layers import SelfAttention
     from avlink_cli.ops import apply_rope, grid_positions, rope_axes, rope_nd
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"

@@ -5,10 +5,12 @@ from dataclasses import replace
 
 import pytest
 import torch
+from avlink_helpers import fusion_loss, make_velocity_fn
 
 from avlink_cli import flow
-from avlink_cli.avlink import Ablation, AVLink, fusion_loss, make_velocity_fn
+from avlink_cli.avlink import Ablation, AVLink
 from avlink_cli.catalog import count_parameters
+from avlink_cli.fusion_motion import frame_differences
 from avlink_cli.presets import get_preset
 
 TINY = get_preset("tiny")
@@ -113,7 +115,9 @@ def test_motion_context_starts_silent_and_sees_the_whole_clip() -> None:
         moved[:, :per] += 1.0  # change the first frame only
         last = slice(-per, None)
         ctx, ctx_moved = (grown.fusion.context_features(x)[:, last] for x in (video, moved))
-        feats, feats_moved = (grown.fusion.motion_features(x)[:, last] for x in (video, moved))
+        feats, feats_moved = (
+            frame_differences(x, grown.fusion.video_per_frame)[:, last] for x in (video, moved)
+        )
     assert ctx.shape == (2, per, 32)
     assert (ctx - ctx_moved).abs().max() > 1e-3  # the last frame's context sees the first
     assert torch.equal(feats, feats_moved)  # its own change does not

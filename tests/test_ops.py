@@ -5,7 +5,8 @@ from dataclasses import replace
 
 import torch
 
-from avlink_cli.fusion import FusionBlock, frame_differences, fusion_plan, fusion_positions
+from avlink_cli.fusion import FusionBlock, fusion_plan, fusion_positions
+from avlink_cli.fusion_motion import frame_differences
 from avlink_cli.ops import (
     apply_rope,
     as_time,
@@ -160,7 +161,9 @@ def test_motion_path_reads_change_between_frames_only() -> None:
     ca, cv, pe = torch.randn(1, 32), torch.randn(1, 32), fusion.rope(torch.arange(11.0))
     moving_tokens = torch.randn(1, 6, 12)
     still_tokens = torch.randn(1, 2, 12).repeat(1, 3, 1)  # one frame 3 times
-    moving, still = fusion.motion_features(moving_tokens), fusion.motion_features(still_tokens)
+    moving, still = (
+        frame_differences(x, fusion.video_per_frame) for x in (moving_tokens, still_tokens)
+    )
     assert moving.shape == (1, 6, 24) and still.abs().max() == 0
     block = fusion.blocks[0]
     ya, yv = block(xa, xv, ca, cv, pe, motion_v=fusion.motion_terms(moving_tokens)[0])

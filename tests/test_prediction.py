@@ -65,6 +65,7 @@ def recovery_error(dit: DiT, data: torch.Tensor, t: float = 0.5) -> float:
     return float((x_hat(dit, x_t, t) - data).square().mean())
 
 
+@pytest.mark.slow
 def test_x_prediction_fits_where_v_prediction_hits_the_bottleneck():
     data = dataset()
     # predicting the data's mean has an error of about 0.16; v-prediction's floor at t = 0.5 is

@@ -45,6 +45,7 @@ def _train(stage, out, cache_dir, *, steps, seed=0, lr=2e-3):
     )
 
 
+@pytest.mark.slow
 def test_every_stage_lowers_its_validation_loss_and_the_folder_loads(tmp_path, cache_dir):
     out = tmp_path / "model"
     for stage in STAGES:
@@ -104,6 +105,7 @@ def _cli(out: Path, cache: Path, stage: str, steps: int) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_train_sigkill_then_resume_matches_uninterrupted(tmp_path, cache_dir):
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     res = CliRunner().invoke(app, _cli(ref, cache_dir, "audio", 30))
@@ -235,6 +237,7 @@ def test_onset_weights_stress_the_tokens_where_a_sound_starts():
     assert weighted_flow_loss(v, x0, x1b, w) > flow.loss(v, x0, x1b)
 
 
+@pytest.mark.slow
 def test_motion_context_learns_to_mark_contacts():
     """Real training steps of MotionContext with the contact loss's read-out, on AVSynth clips of
     the tiny preset: its contact logits go from chance towards finding held-out contact frames."""
@@ -296,6 +299,7 @@ def test_motion_context_learns_to_mark_contacts():
     assert end > 0.63 and end > start + 0.08, (start, end)
 
 
+@pytest.mark.slow
 def test_train_default_script_makes_a_complete_folder_within_its_budget(tmp_path, cache_dir):
     """scripts/train_default.py, the one command that remakes the default model: calibrates,
     plans steps from what is left of the budget, trains the four stages with the shipped Fusion

@@ -46,6 +46,7 @@ def test_loss_goes_down(tmp_path):
     assert losses[-1] < 0.2 * losses[0]
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_exact(tmp_path):
     cmd, env, ref = run_toy(tmp_path, "ref", 12, 8)
     subprocess.run(cmd, env=env, check=True, timeout=120)

@@ -130,7 +130,7 @@ class ContactHead(nn.Module):
 
     Trained against the known contact frames, it makes every block's motion term carry "a
     contact happens here" in a direction the attention can read, rather than leaving the
-    flow-matching loss alone to find it (README: the cue tests). It lives in FusionStage, not in
+    flow-matching loss alone to find it (docs/ablations.md: the cue tests). It lives in FusionStage, not in
     the model, so it is never saved with the Fusion Blocks and costs nothing at inference.
     With context_width (FusionConfig.motion_context) it also reads out `MotionContext`, which
     this loss trains as a contact detector.
@@ -276,7 +276,7 @@ class FusionStage(nn.Module):
         """The contact hint: over the first `hint_steps` training steps, V2A's conditioning frames
         nearest a known contact are mixed towards white, from fully white to not at all. The
         Fusion Blocks first learn to take timing from the video where it is obvious, and must then
-        find the same instants in the real frames (README: scripts/cue_test.py --video fade).
+        find the same instants in the real frames (docs/ablations.md, the contact hint).
         Clips without known contacts (real videos) are unchanged; so is validation."""
         strength = 1.0 - step / self.hint_steps if 0 <= step < self.hint_steps else 0.0
         if not self.training or strength <= 0 or "contacts" not in batch:

@@ -7,7 +7,7 @@ floor), and the whole attention sublayer (qkv, norm + RoPE, SDPA, projection) wi
 times SDPA alone with v strided (a third of qkv) and contiguous, to see whether the attention
 kernel copies it. Run with TORCH_LOGS=output_code to see the kernels inductor writes.
 
-    python scripts/qk_probe.py [--reps 50] [--shrink 1]
+    python experiments/qk_probe.py [--reps 50] [--shrink 1]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from avlink_cli import kernels
 from avlink_cli.bench import median_ms
-from avlink_cli.dit import SelfAttention
+from avlink_cli.layers import SelfAttention
 from avlink_cli.ops import apply_rope, grid_positions, rope_axes, rope_nd, split_heads
 
 

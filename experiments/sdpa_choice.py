@@ -4,7 +4,7 @@ Runs a few eager V2A sampling steps of the paper preset (random weights, bf16, b
 and records torch._fused_sdp_choice for every distinct attention call (shapes, strides, mask,
 inference mode), next to the ms per step. Kernels: 0 math, 1 flash, 2 memory-efficient, 3 cuDNN.
 
-    python scripts/sdpa_choice.py [ORDER ...]      (default: auto cudnn flash)
+    python experiments/sdpa_choice.py [ORDER ...]      (default: auto cudnn flash)
 """
 
 from __future__ import annotations

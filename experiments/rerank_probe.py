@@ -5,7 +5,7 @@ with the oracle pick (by the metric itself) and with a pick by the true contact 
     for s in 0 1 2 3; do
       avlink dub V -o D$s --seed $s && avlink eval D$s --reference V --mode v2a --json > D$s.json
     done
-    python scripts/rerank_probe.py weights/avsynth-s CACHE D0.json D1.json D2.json D3.json
+    python experiments/rerank_probe.py weights/avsynth-s CACHE D0.json D1.json D2.json D3.json
 
 CACHE is a training cache folder of `avlink train` (frames.npy + meta.json with the events): a
 linear contact read-out of the frozen MotionContext is fitted on its first 1000 clips (the
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from contact_probe import auc  # scripts/ is on the path when run as a script
+from contact_probe import auc  # experiments/ is on the path when run as a script
 
 from avlink_cli import flow, media
 from avlink_cli.checkpoint import load_model

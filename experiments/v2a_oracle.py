@@ -4,7 +4,7 @@ ambience with the same spectrum, level and swell but other random numbers (a gen
 know the noise). Scoring these against the references gives the ceiling of the V2A metrics:
 
     avlink synth TEST --split test --count 100 --seed 0
-    python scripts/v2a_oracle.py ORACLE --split test --count 100
+    python experiments/v2a_oracle.py ORACLE --split test --count 100
     avlink eval ORACLE --reference TEST --mode v2a
 
 The clips must be the ones `avlink synth` rendered (same split, seeds 0..count-1, avsynth-s

@@ -2,7 +2,7 @@
 folder's frozen backbones (audio DiT, video DiT, text encoder, vocoder) and no Fusion weights, so
 `avlink train fusion --out DIR/VARIANT` starts every variant from the same fresh init.
 
-    python scripts/fusion_variants.py weights/avsynth-s /tmp/variants
+    python experiments/fusion_variants.py weights/avsynth-s /tmp/variants
     for v in default no-reinject rope-index uniform-t external; do
       avlink train fusion --out /tmp/variants/$v --steps 1200 --batch-size 64 --lr 1e-3 ...
     done

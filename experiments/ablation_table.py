@@ -1,6 +1,6 @@
 """The ablation table (issue 6) from `scripts/eval_default.sh` work folders, as markdown.
 
-    python scripts/ablation_table.py NAME=WORKDIR [NAME=WORKDIR ...]
+    python experiments/ablation_table.py NAME=WORKDIR [NAME=WORKDIR ...]
 
 Each WORKDIR holds the v2a.json and a2v.json that `eval_default.sh MODEL COUNT WORKDIR` wrote.
 """

@@ -3,12 +3,12 @@
 Trains a Fusion (fresh, or the model's own with --init shipped) for A2V only, batch 16, t_shift
 as FusionStage, on the frozen backbones of MODEL; every 100 steps prints the validation loss
 ratio with each clip's own audio ("matched") against another clip's ("shuffled"), as
-scripts/cond_gap.py does (48 clips, t 0.05/0.2/0.5): `ratio` on the plain loss, `ratio_w` on
+experiments/cond_gap.py does (48 clips, t 0.05/0.2/0.5): `ratio` on the plain loss, `ratio_w` on
 the loss weighted by motion (alpha 8). --alpha A trains on the video loss weighted per token by
 1 + A x its pixels' change to the neighbouring frames over the clip's mean (0: plain loss).
 
-    python scripts/a2v_cue.py weights/avsynth-s --alpha 0
-    python scripts/a2v_cue.py weights/avsynth-s --alpha 8
+    python experiments/a2v_cue.py weights/avsynth-s --alpha 0
+    python experiments/a2v_cue.py weights/avsynth-s --alpha 8
 """
 
 import argparse
@@ -17,12 +17,13 @@ import time
 
 import numpy as np
 import torch
-from cond_gap import gap_losses  # scripts/, beside this file
+from cond_gap import gap_losses  # experiments/, beside this file
 
 from avlink_cli import flow
 from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import video_to_tokens, wav_to_tokens
-from avlink_cli.fusion import Fusion, frame_differences
+from avlink_cli.fusion import Fusion
+from avlink_cli.fusion_motion import frame_differences
 from avlink_cli.synth import render_clip
 from avlink_cli.training.stages import weighted_flow_loss
 

@@ -4,14 +4,14 @@ A two-layer transformer (width 128, learned space-time positions) is trained to 
 nearest each true contact from one representation of the frames, on 2000 training clips, and
 scored by ROC AUC over the frames of 300 validation clips (every 150 of 600 steps, batch 32).
 
-    python scripts/contact_probe.py pixels          # 16x16 pixel patches (the video tokens)
-    python scripts/contact_probe.py pixels+diff     # ... with their change from the previous
+    python experiments/contact_probe.py pixels          # 16x16 pixel patches (the video tokens)
+    python experiments/contact_probe.py pixels+diff     # ... with their change from the previous
                                                     # frame and to the next (the motion features)
-    python scripts/contact_probe.py embed[+diff]    # the video DiT's patch embedding of them
-    python scripts/contact_probe.py fusion0[+diff]  # the stream the first Fusion Block reads
+    python experiments/contact_probe.py embed[+diff]    # the video DiT's patch embedding of them
+    python experiments/contact_probe.py fusion0[+diff]  # the stream the first Fusion Block reads
 
 It measures what a representation makes easy to learn with labels; the Fusion Blocks must find
-the same thing from the flow-matching loss alone (scripts/cue_test.py).
+the same thing from the flow-matching loss alone (experiments/cue_test.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torch import nn
 
 from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import video_to_tokens
-from avlink_cli.fusion import frame_differences
+from avlink_cli.fusion_motion import frame_differences
 from avlink_cli.synth import render_clip
 from avlink_cli.training.run import contact_frames
 

@@ -1,8 +1,8 @@
 """Motion guidance, measured (not shipped): `avlink dub` or `avlink animate` with a second guidance
 term against the same clip with its timing taken out.
 
-    python scripts/motion_guidance.py --scale 2 dub CLIPS -o OUT --model weights/avsynth-s
-    python scripts/motion_guidance.py --scale 32 animate CLIPS/*.mp4 -o OUT --model ...
+    python experiments/motion_guidance.py --scale 2 dub CLIPS -o OUT --model weights/avsynth-s
+    python experiments/motion_guidance.py --scale 32 animate CLIPS/*.mp4 -o OUT --model ...
 
 Every sampling step becomes v = cfg(v_c, v_u) + scale * (v_c - v_s): v_c and v_u are the usual
 conditional and unconditional velocities, v_s the Fusion's velocity for the conditioning with its

@@ -2,7 +2,7 @@
 with each clip's own conditioning ("matched") against another clip's ("shuffled"), and of the
 generator alone, at a few flow times. A Fusion that uses the conditioning makes matched < shuffled.
 
-    python scripts/cond_gap.py weights/avsynth-s [--clips 64] [--times 0.05 0.2 0.5]
+    python experiments/cond_gap.py weights/avsynth-s [--clips 64] [--times 0.05 0.2 0.5]
 
 Prints one JSON line per direction: loss per condition (mean over the times) and matched/shuffled.
 """

@@ -2,12 +2,12 @@
 CFG), V2A and A2V, eager and compiled, batch 1 and 16, plus the speed options (CUDA graphs, the
 cuDNN attention kernels). One JSON line per run on stdout, in the order run.
 
-    python scripts/bench_table.py            # every row, in one process, one after another
-    python scripts/bench_table.py --warm     # compile each compiled row for 1 step only (fills
+    python experiments/bench_table.py            # every row, in one process, one after another
+    python experiments/bench_table.py --warm     # compile each compiled row for 1 step only (fills
                                              # inductor's on-disk cache; run beside other work)
-    python scripts/bench_table.py --only 4,5 # rows 4 and 5 only (0-based, in ROWS order)
-    python scripts/bench_table.py --sdpa cudnn   # every row with this attention kernel order
-    python scripts/bench_table.py --print-table FILE.jsonl   # the README's markdown table
+    python experiments/bench_table.py --only 4,5 # rows 4 and 5 only (0-based, in ROWS order)
+    python experiments/bench_table.py --sdpa cudnn   # every row with this attention kernel order
+    python experiments/bench_table.py --print-table FILE.jsonl   # the README's markdown table
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ it (q and k contiguous after RoPE, v a strided third of the fused qkv projection
 output with the math backend in float32 on the first sample. A backend that cannot take a shape says
 why (PyTorch's own warning). One JSON line per (shape, backend), then a table.
 
-    python scripts/attn_probe.py [--json FILE] [--reps 20]
+    python experiments/attn_probe.py [--json FILE] [--reps 20]
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 Trains a fresh Fusion (V2A only, batch 16, t_shift as FusionStage) on the frozen backbones of
 MODEL and prints, every 100 steps, the validation loss with each clip's own video ("matched")
-against another clip's ("shuffled"), as scripts/cond_gap.py does (48 clips, t 0.05/0.2/0.5).
+against another clip's ("shuffled"), as experiments/cond_gap.py does (48 clips, t 0.05/0.2/0.5).
 
-    python scripts/cue_test.py weights/avsynth-s --video real          # the real frames
-    python scripts/cue_test.py weights/avsynth-s --video flash         # contact frames made white
-    python scripts/cue_test.py weights/avsynth-s --video real --motion on
-    python scripts/cue_test.py weights/avsynth-s --video fade --motion on   # flash fading out
-    python scripts/cue_test.py weights/avsynth-s --video real --motion on --contact-loss 0.1
+    python experiments/cue_test.py weights/avsynth-s --video real          # the real frames
+    python experiments/cue_test.py weights/avsynth-s --video flash         # contact frames made white
+    python experiments/cue_test.py weights/avsynth-s --video real --motion on
+    python experiments/cue_test.py weights/avsynth-s --video fade --motion on   # flash fading out
+    python experiments/cue_test.py weights/avsynth-s --video real --motion on --contact-loss 0.1
 
 --video flash replaces every frame nearest a true contact by a white frame: the audio is real,
 only the visual cue is made obvious. A gap there and none with the real frames means the audio
@@ -27,7 +27,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from cond_gap import gap_losses  # scripts/, beside this file
+from cond_gap import gap_losses  # experiments/, beside this file
 
 from avlink_cli import flow
 from avlink_cli.checkpoint import load_model

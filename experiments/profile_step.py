@@ -6,7 +6,7 @@ kernel: matrix products, attention, inductor's fused (Triton) kernels, the rest.
 MLP's first linear with its GELU as two kernels against cuBLASLt's fused GELU epilogue
 (torch._addmm_activation) on the video shape.
 
-    python scripts/profile_step.py --preset paper --direction v2a --batch-size 16 --compile
+    python experiments/profile_step.py --preset paper --direction v2a --batch-size 16 --compile
 """
 
 from __future__ import annotations
