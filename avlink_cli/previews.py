@@ -50,14 +50,9 @@ def dub_preview(out: Path, source: Path) -> Path:
             marks=[sound, seen],
             height=160,
         ),  # fmt: skip
-        plots.Panel(
-            "MOTION",
-            curves=[plots.Curve("MOTION ENERGY", energy, fps, plots.MOTION)],
-            marks=[seen, sound],
-        ),  # fmt: skip
+        _motion_panel(energy, fps, [seen, sound]),
     ]
-    title = f"{out.name}  {len(attacks)} SOUND ONSETS  {len(contacts)} VISUAL CONTACTS"
-    return plots.sync_plot(out.with_suffix(".png"), title=title, duration=duration, panels=panels)
+    return _save(out, attacks, contacts, duration, panels)
 
 
 def animate_preview(out: Path, source: Path) -> Path:
@@ -74,11 +69,18 @@ def animate_preview(out: Path, source: Path) -> Path:
     panels = [
         plots.Panel("FRAMES", image=sheet, image_span=duration, marks=[sound], height=100),
         plots.Panel("SOUND", wave=wav, sample_rate=16_000, marks=[sound]),
-        plots.Panel(
-            "MOTION",
-            curves=[plots.Curve("MOTION ENERGY", energy, fps, plots.MOTION)],
-            marks=[seen, sound],
-        ),  # fmt: skip
+        _motion_panel(energy, fps, [seen, sound]),
     ]
+    return _save(out, attacks, contacts, duration, panels)
+
+
+def _motion_panel(energy: np.ndarray, fps: float, marks: list) -> plots.Panel:
+    return plots.Panel(
+        "MOTION", curves=[plots.Curve("MOTION ENERGY", energy, fps, plots.MOTION)], marks=marks
+    )
+
+
+def _save(out: Path, attacks, contacts, duration: float, panels: list) -> Path:
+    """Draw the panels into out's PNG, titled with the onset and contact counts."""
     title = f"{out.name}  {len(attacks)} SOUND ONSETS  {len(contacts)} VISUAL CONTACTS"
     return plots.sync_plot(out.with_suffix(".png"), title=title, duration=duration, panels=panels)
