@@ -16,12 +16,16 @@ Per clip, where the inputs allow it (mode "v2a" keeps the audio metrics, "a2v" t
   match_share: share of audio events (sidecar events, else the audio's onsets) with a visual
   event within +-1 frame, and match_chance: the share random times would get (a2v);
 - av_align: TempoTokens' AV-Align of the file's own audio and video (both modes);
+- audio_features, audio_features_true: `realism.audio_features` of the generated and the
+  reference soundtracks, cut to the shorter (v2a, with references);
 - with a reference video (a2v, auto): match_share_true, the same detector and events on the
   reference (the true render: the detector's ceiling), and `realism.clip_stats` of both videos
   at the reference's size.
 
-The summary averages per-clip accuracy, AP, match share and AV-Align over clips (nan entries
-left out, as their counts say) and pools timing errors over all events of all clips. For A2V
+The summary gives the audio Fréchet distance of the generated soundtracks to the references'
+(`realism.audio_fd`: audio_fd, audio_fd_half at the floor's set sizes, audio_fd_floor between
+two halves of the references), averages per-clip accuracy, AP, match share and AV-Align over
+clips (nan entries left out, as their counts say) and pools timing errors over all events of all clips. For A2V
 with references it sets the generated videos against the true renders (`realism`: frame
 change, detail, Fréchet distance) and gives the sync score three ways: match_share on the
 generated videos, match_share_true on the true renders and match_chance, with
@@ -128,6 +132,9 @@ def score_clip(
             ref_wav = media.read_audio(reference, sample_rate=SR).astype(np.float64)
             rec["reference"] = str(reference)
             rec |= _condfoleygen(wav, ref_wav)
+            n = min(len(wav), len(ref_wav))
+            rec["audio_features"] = _rounded(realism.audio_features(wav[:n], SR))
+            rec["audio_features_true"] = _rounded(realism.audio_features(ref_wav[:n], SR))
         if events is not None and mode != "a2v":
             rec |= _timing("timing", metrics.timing_errors(events, attacks))
     if frames is not None:
@@ -173,6 +180,10 @@ def _against_true_video(
         "realism": realism.clip_stats(gen),
         "realism_true": realism.clip_stats(true_native),
     }
+
+
+def _rounded(values: np.ndarray) -> list[float]:
+    return [round(float(v), 5) for v in values]
 
 
 def _condfoleygen(wav: np.ndarray, ref_wav: np.ndarray) -> dict[str, Any]:
@@ -254,6 +265,10 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     n_events = sum(len(r["event_times"]) for r in with_events)
     if n_events:
         out["onsets_per_event"] = sum(len(r["onset_times"]) for r in with_events) / n_events
+    heard = [r for r in records if "audio_features" in r]
+    out |= realism.audio_fd(
+        [r["audio_features"] for r in heard], [r["audio_features_true"] for r in heard]
+    )
     out |= _a2v_summary(records)
     for prefix in ("timing", "visual_timing"):
         lists = [r[f"{prefix}_errors_ms"] for r in records if f"{prefix}_errors_ms" in r]

@@ -79,6 +79,25 @@ def test_v2a_against_references_and_sidecars(tmp_path: Path) -> None:
         assert has_color(img, color)
 
 
+def test_v2a_audio_fd_against_the_references(tmp_path: Path) -> None:
+    """Real one-shots (sonic-pi) as references; generated sets: the same hits shifted in time
+    (real sound) and white noise. The audio FD must tell them apart, against its floor."""
+    ref_dir, good_dir, noise_dir = tmp_path / "ref", tmp_path / "good", tmp_path / "noise"
+    for d in (ref_dir, good_dir, noise_dir):
+        d.mkdir()
+    rng = np.random.default_rng(0)
+    for i, shift in enumerate((0.0, 0.02, 0.05, 0.08, 0.11, 0.14)):
+        wav = drum_clip(shift)[0]
+        media.write_audio(ref_dir / f"c{i}.wav", wav * (0.5 + 0.1 * i), SR)
+        media.write_audio(good_dir / f"c{i}.wav", drum_clip(shift + 0.03)[0], SR)
+        media.write_audio(noise_dir / f"c{i}.wav", rng.normal(0, 0.05, len(wav)), SR)
+    good = evaluate.run_eval(good_dir, reference=ref_dir, mode="v2a")["summary"]
+    noise = evaluate.run_eval(noise_dir, reference=ref_dir, mode="v2a")["summary"]
+    assert good["audio_fd_clips"] == 6 and good["audio_fd_floor"] == noise["audio_fd_floor"]
+    assert noise["audio_fd"] > 10 * good["audio_fd"]
+    assert noise["audio_fd_half"] > 10 * good["audio_fd_floor"]
+
+
 def test_a2v_bouncing_ball(tmp_path: Path) -> None:
     fps = 25.0
     frames, contacts = render_ball(fps=fps, n=60, period=0.52, t0=0.13)
