@@ -245,7 +245,10 @@ def train_stage(
         module, components = GeneratorStage(model, "audio"), ["audio_dit", "text"]
     elif stage == "video":
         model.set_trainable("video_dit")
-        module, components = GeneratorStage(model, "video", motion_weight=motion_weight), ["video_dit"]
+        module, components = (
+            GeneratorStage(model, "video", motion_weight=motion_weight),
+            ["video_dit"],
+        )
     else:
         model.set_trainable("fusion", "external")
         module, components = (
