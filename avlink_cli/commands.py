@@ -342,17 +342,6 @@ def train(
             "no sound. 0 (default) is the plain loss.",
         ),
     ] = 0.0,
-    motion_weight: Annotated[
-        float,
-        typer.Option(
-            "--motion-weight",
-            callback=finite,
-            min=0.0,
-            help="Video stage: the loss weighs each pixel value that moves (more than about 13 "
-            "grey levels from its median over the clip) 1 + this, so the few pixels of the "
-            "objects that hit count against the background. 0 (default) is the plain loss.",
-        ),
-    ] = 0.0,
     cache: Annotated[
         Path, typer.Option("--cache", help="Where decoded training arrays are cached.")
     ] = Path(".avlink-cache"),
@@ -409,7 +398,6 @@ def train(
             contact_loss=contact_loss,
             onset_weight=onset_weight,
             silent_weight=silent_weight,
-            motion_weight=motion_weight,
             cache=cache,
             workers=workers,
             device=_resolve_device(device),

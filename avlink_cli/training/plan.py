@@ -51,7 +51,6 @@ def run_training(
     contact_loss: float | None = None,
     onset_weight: float = 0.0,
     silent_weight: float = 0.0,
-    motion_weight: float = 0.0,
     quiet: bool = False,
     console=None,
 ) -> list[dict]:
@@ -121,7 +120,6 @@ def run_training(
                 contact_loss=contact_loss,
                 onset_weight=onset_weight,
                 silent_weight=silent_weight,
-                motion_weight=motion_weight,
                 workers=workers,
                 on_step=on_step,
                 progress=data_progress,

@@ -220,7 +220,6 @@ def train_stage(
     contact_loss: float | None = None,
     onset_weight: float = 0.0,
     silent_weight: float = 0.0,
-    motion_weight: float = 0.0,
     workers: int = 2,
     on_step: Callable[[StepReport], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
@@ -245,10 +244,7 @@ def train_stage(
         module, components = GeneratorStage(model, "audio"), ["audio_dit", "text"]
     elif stage == "video":
         model.set_trainable("video_dit")
-        module, components = (
-            GeneratorStage(model, "video", motion_weight=motion_weight),
-            ["video_dit"],
-        )
+        module, components = GeneratorStage(model, "video"), ["video_dit"]
     else:
         model.set_trainable("fusion", "external")
         module, components = (

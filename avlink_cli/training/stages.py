@@ -99,23 +99,13 @@ class GeneratorStage(nn.Module):
     """Trains `model.<modality>_dit` (and the text encoder when `train_text`)."""
 
     def __init__(
-        self,
-        model: AVLink,
-        modality: str,
-        *,
-        p_uncond: float = 0.2,
-        t_shift: float | None = None,
-        motion_weight: float = 0.0,
+        self, model: AVLink, modality: str, *, p_uncond: float = 0.2, t_shift: float | None = None
     ):
-        """t_shift: the noise shift of training times; default the DiT's own (DiTConfig).
-        motion_weight > 0 (video only) weighs the loss per value by `motion_weights`."""
+        """t_shift: the noise shift of training times; default the DiT's own (DiTConfig)."""
         super().__init__()
-        if motion_weight and modality != "video":
-            raise ValueError("motion_weight is for the video stage")
         self.model, self.modality = model, modality
         self.p_uncond = p_uncond
         self.t_shift = model.dit(modality).cfg.t_shift if t_shift is None else t_shift
-        self.motion_weight = motion_weight
 
     def forward(self, batch: dict[str, Tensor], rand: Rand) -> Tensor:
         x1 = clean_tokens(self.model.preset, batch, self.modality)
@@ -124,28 +114,7 @@ class GeneratorStage(nn.Module):
         t = logit_normal_t(rand, self.t_shift)  # (B,)
         x0 = rand.normal(*x1.shape[1:])
         v = self.model.dit(self.modality)(flow.interpolate(x0, x1, t), t, ctx)
-        if self.motion_weight > 0:
-            per_group = self.model.preset.video.tokens_per_frame_group
-            return weighted_flow_loss(v, x0, x1, motion_weights(x1, per_group, self.motion_weight))
         return flow.loss(v, x0, x1)
-
-
-MOVING_THRESHOLD = 0.1  # token units ([-1, 1] pixels): about 13 grey levels
-
-
-def motion_weights(x1: Tensor, tokens_per_group: int, alpha: float) -> Tensor:
-    """Per value loss weights (B, N_v, D_v) of clean video tokens: 1 + alpha where a value is
-    more than MOVING_THRESHOLD from its own position's median over the clip's frame groups.
-
-    Why: the things that move (a ball, a hammer, a string) cover about 1% of AVSynth's pixels,
-    so the plain loss is almost all background, and a generator that draws the background and
-    no object scores nearly as well as one that draws both (docs/video-generator.md). Those
-    moving values are what A2V has to time, so they weigh more."""
-    b, n, d = x1.shape
-    groups = x1.float().reshape(b, n // tokens_per_group, tokens_per_group, d)
-    median = groups.median(dim=1, keepdim=True).values
-    moving = (groups - median).abs() > MOVING_THRESHOLD
-    return (1 + alpha * moving.float()).reshape(b, n, d)
 
 
 def frame_group_labels(contacts: Tensor, frames_per_group: int) -> Tensor:
@@ -228,11 +197,9 @@ def onset_weights(mel: Tensor, frames_per_token: int, alpha: float) -> Tensor:
 
 
 def weighted_flow_loss(v: Tensor, x0: Tensor, x1: Tensor, weight: Tensor) -> Tensor:
-    """flow.loss with per-token weights (B, N) or per-value weights (B, N, D), normalised by
-    their sum (so a weight that is the same everywhere gives flow.loss)."""
-    err = (v.float() - flow.target_velocity(x0, x1).float()).square()  # (B, N, D)
-    if weight.dim() == 2:
-        err = err.mean(-1)
+    """flow.loss with per-token weights (B, N), normalised by their sum (so a weight that is
+    the same for every token gives flow.loss)."""
+    err = (v.float() - flow.target_velocity(x0, x1).float()).square().mean(-1)  # (B, N)
     return (err * weight).sum() / weight.sum()
 
 
