@@ -9,5 +9,6 @@ avlink synth "$work/test" --split test --count "$count" --seed 0 --overwrite
 avlink dub "$work/test" -o "$work/v2a" --model "$model" --overwrite ${EXTRA:-}
 avlink eval "$work/v2a" --reference "$work/test" --mode v2a --json > "$work/v2a.json"
 avlink animate "$work"/test/*.mp4 -o "$work/a2v" --model "$model" --overwrite ${EXTRA:-}
-avlink eval "$work/a2v" --sidecars "$work/test" --mode a2v --json > "$work/a2v.json"
-python3 -c "import json,sys; [print(m, json.dumps(json.load(open(f'$work/{m}.json'))['summary'])) for m in ('v2a','a2v')]"
+avlink eval "$work/a2v" --reference "$work/test" --mode a2v --json > "$work/a2v.json"
+# eval --json writes JSON Lines: one record a clip, then the summary
+python3 -c "import json; [print(m, l) for m in ('v2a', 'a2v') for l in open('$work/' + m + '.json') if json.loads(l).get('type') == 'summary']"
