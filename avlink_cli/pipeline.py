@@ -150,7 +150,7 @@ class Engine:
 
     Sampling defaults (steps, CFG scale, time shift) come from the model folder's `meta`
     ("steps", "cfg", "shift") when it has them; each may be given per direction, as
-    {"v2a": ..., "a2v": ...}. The shift defaults to the generated DiT's own t_shift.
+    {"v2a": ..., "a2v": ...}. The shift defaults to the generated DiT's own (DiTConfig.sampling_shift).
     """
 
     def __init__(
@@ -229,7 +229,7 @@ class Engine:
 
     def default_shift(self, direction: str) -> float:
         gen = "audio" if direction == "v2a" else "video"
-        return float(self._default("shift", direction, self.model.dit(gen).cfg.t_shift))
+        return float(self._default("shift", direction, self.model.dit(gen).cfg.sampling_shift))
 
     # --- media <-> tokens, one window ------------------------------------------------------------
     def encode(self, direction: str, media: Tensor) -> Tensor:

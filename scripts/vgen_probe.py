@@ -5,7 +5,7 @@ usage: python scripts/vgen_probe.py FOLDER [--ckpt] [--n 16] [--steps 25] [--shi
 
 FOLDER is a model folder; --ckpt reads the video DiT's EMA weights from the folder's running
 training checkpoint (FOLDER/.train/video) instead of video_dit.safetensors. Each --shift (default:
-the DiT's own t_shift) samples the same noise on another time grid. --from-t T noises the true
+the DiT's own sampling shift) samples the same noise on another time grid. --from-t T noises the true
 clips to T and samples from there (a check that the sampling path matches the training path).
 Rows of the sheet: samples of each shift, then the true clips; columns: frames 0, 6, ..., 42.
 """
@@ -75,7 +75,7 @@ def main() -> None:
     x0 = torch.randn(x1.shape, generator=g)
     rows: list[np.ndarray] = []
     reports = {}
-    for shift in args.shift or [dit.cfg.t_shift]:
+    for shift in args.shift or [dit.cfg.sampling_shift]:
         if args.from_t is None:
             x = flow.sample(lambda x, t: dit(x, t, ctx), x0, steps=args.steps, shift=shift)
         else:  # integrate from the true clips noised to from_t, on the tail of the same grid

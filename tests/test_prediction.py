@@ -109,8 +109,29 @@ def _stream(dit: DiT, x: torch.Tensor, t: float, ctx: TextContext):
 def test_folders_without_the_fields_read_as_v_prediction_unshifted():
     d = TINY.to_dict()
     for key in ("video_dit", "audio_dit"):
-        d[key] = {k: v for k, v in d[key].items() if k not in ("prediction", "t_shift")}
+        d[key] = {
+            k: v for k, v in d[key].items() if k not in ("prediction", "t_shift", "sample_shift")
+        }
     p = Preset.from_dict(d)
     assert (p.video_dit.prediction, p.video_dit.t_shift) == ("v", 1.0)
+    assert p.video_dit.sampling_shift == 1.0  # samples on its training grid
     with pytest.raises(ValueError, match="prediction"):
         DiTConfig(width=8, depth=1, heads=1, prediction="eps")
+    with pytest.raises(ValueError, match="sample_shift"):
+        DiTConfig(width=8, depth=1, heads=1, sample_shift=0.0)
+    cfg = DiTConfig(width=8, depth=1, heads=1, t_shift=6.0, sample_shift=1.5)
+    assert (cfg.t_shift, cfg.sampling_shift) == (6.0, 1.5)
+
+
+def test_the_engine_samples_on_the_sampling_shift():
+    from dataclasses import replace
+
+    from avlink_cli.avlink import AVLink
+    from avlink_cli.pipeline import Engine
+
+    video = replace(TINY.video_dit, t_shift=6.0, sample_shift=1.5)
+    engine = Engine(AVLink(replace(TINY, video_dit=video)))
+    assert engine.default_shift("a2v") == 1.5  # the video DiT's sampling grid, not training's
+    assert engine.default_shift("v2a") == TINY.audio_dit.sampling_shift
+    engine.meta["shift"] = {"a2v": 3.0}  # a model folder's meta still overrides it
+    assert engine.default_shift("a2v") == 3.0
