@@ -282,7 +282,7 @@ AVSYNTH_S = register(
         video=VideoSpec(fps=12.0, height=32, width=32, patch=(1, 16, 16)),
         # x-prediction: 768-value patches through a 160-wide stream (DiTConfig.prediction);
         # noise shift 6: a clip's still background is decided near t = 0.02 (DiTConfig.t_shift)
-        # sampled at shift 1.5: 25 steps give 3.2x the renders' frame change, not 5.0x at 6
+        # trained at shift 6, sampled at 1.5 (docs/video-generator.md: sampling grids)
         video_dit=DiTConfig(
             width=160, depth=6, heads=5, prediction="x", t_shift=6.0, sample_shift=1.5
         ),

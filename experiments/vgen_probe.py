@@ -1,6 +1,6 @@
 """The video generator alone: sample clips, score them against true renders, draw a contact sheet.
 
-usage: python scripts/vgen_probe.py FOLDER [--ckpt] [--n 16] [--steps 25] [--shift S ...]
+usage: python experiments/vgen_probe.py FOLDER [--ckpt] [--n 16] [--steps 25] [--shift S ...]
        [--from-t T] [--sheet out.png] [--json]
 
 FOLDER is a model folder; --ckpt reads the video DiT's EMA weights from the folder's running
