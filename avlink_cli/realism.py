@@ -22,7 +22,8 @@ soundtracks and the true ones, on one vector per clip (mono, 22050 Hz): the mean
 over time of 24 log-mel bands, each band's level taken relative to the clip's mean level (48
 values: timbre, and how much each band moves), then the crest factor (peak over RMS, dB), the
 mean spectral flux (dB a frame, rises only), the onset rate (onsets a second), the mean spectral
-centroid (log2 Hz), the mean spectral flatness of the frames that sound, and the share of silent frames (60 dB under the clip's loudest) (6). The absolute
+centroid (log2 Hz), the mean spectral flatness of the frames that sound, and the share of
+silent frames (60 dB under the clip's loudest) (6). The absolute
 level is left out on purpose: `avlink dub` normalises loudness on the written file, and the
 score should judge the sound, not the gain. Standardised by the true set, as for video, with
 the same floor: the FD between two halves of the true soundtracks.
