@@ -5,8 +5,11 @@ one `batch.run` and prints its results (one line, or one --json record, per inpu
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
-from typing import Annotated
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -135,8 +138,12 @@ def _run_batch(
     return 1 if failed else 0
 
 
-@app.command()
-def dub(
+# ------------------------------------------------------------------------------ their options
+# Declared once: a command's signature is the shared head, its own options, the shared tail
+# (`_signature`), the order --help lists them in.
+
+
+def _head(
     inputs: InputsArg,
     output: OutputOpt = None,
     prompt: PromptOpt = "",
@@ -145,6 +152,33 @@ def dub(
     cfg: CfgOpt = None,
     samples: SamplesOpt = 1,
     sampler: SamplerOpt = Sampler.euler,
+) -> None:
+    """The options of dub and animate before a command's own."""
+
+
+def _tail(
+    overwrite: OverwriteOpt = False,
+    batch_size: BatchSizeOpt = GEN_BATCH,
+    manifest: ManifestOpt = None,
+    overlap: OverlapOpt = 1.0,
+    model: ModelOpt = "avsynth-s",
+    device: DeviceOpt = Device.auto,
+    dtype: DtypeOpt = Dtype.auto,
+    seed: SeedOpt = 0,
+    compile: CompileOpt = False,
+    cuda_graphs: CudaGraphsOpt = False,
+    threads: ThreadsOpt = None,
+    preview: PreviewOpt = False,
+    as_json: JsonOpt = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+    offline: OfflineOpt = False,
+) -> None:
+    """The options of dub and animate after a command's own."""
+
+
+def _dub_options(
     mix_original: Annotated[
         float | None,
         typer.Option(
@@ -174,65 +208,8 @@ def dub(
             show_default=False,
         ),
     ] = None,
-    overwrite: OverwriteOpt = False,
-    batch_size: BatchSizeOpt = GEN_BATCH,
-    manifest: ManifestOpt = None,
-    overlap: OverlapOpt = 1.0,
-    model: ModelOpt = "avsynth-s",
-    device: DeviceOpt = Device.auto,
-    dtype: DtypeOpt = Dtype.auto,
-    seed: SeedOpt = 0,
-    compile: CompileOpt = False,
-    cuda_graphs: CudaGraphsOpt = False,
-    threads: ThreadsOpt = None,
-    preview: PreviewOpt = False,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    offline: OfflineOpt = False,
 ) -> None:
-    """Give silent video a synchronized soundtrack (.mp4/.mov/.mkv: muxed; .wav/.flac: audio).
-
-    Folders and globs are batched on the device and resumable: outputs that exist are skipped.
-    Under torchrun each process takes its share of the inputs.
-    """
-    setup_logging(debug, verbose=verbose, quiet=quiet)
-    prepare_threads()
-    with cli_errors(debug):
-        from avlink_cli.options import GenOptions, ModelOptions, Sampling
-
-        sampling = Sampling(prompt, negative_prompt, steps, cfg, sampler.value, overlap, batch_size)
-        gen = GenOptions(
-            sampling,
-            samples=samples,
-            mix_original=mix_original,
-            original_audio=original_audio.value,
-            sample_rate=sample_rate,
-            preview=preview,
-        )
-        opts = ModelOptions(
-            model,
-            device.value,
-            dtype.value,
-            seed,
-            offline,
-            compile=compile,
-            cuda_graphs=cuda_graphs,
-            threads=threads,
-        )
-        code = _run_batch(
-            "dub",
-            inputs,
-            output,
-            gen=gen,
-            opts=opts,
-            overwrite=overwrite,
-            as_json=as_json,
-            quiet=quiet,
-            manifest=manifest,
-        )
-    raise typer.Exit(code)
+    """dub's own options."""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -253,16 +230,7 @@ def check_size(text: str | None) -> str | None:
     return text
 
 
-@app.command()
-def animate(
-    inputs: InputsArg,
-    output: OutputOpt = None,
-    prompt: PromptOpt = "",
-    negative_prompt: NegativeOpt = "",
-    steps: StepsOpt = None,
-    cfg: CfgOpt = None,
-    samples: SamplesOpt = 1,
-    sampler: SamplerOpt = Sampler.euler,
+def _animate_options(
     size: Annotated[
         str | None,
         typer.Option(
@@ -273,60 +241,82 @@ def animate(
             callback=check_size,
         ),
     ] = None,
-    overwrite: OverwriteOpt = False,
-    batch_size: BatchSizeOpt = GEN_BATCH,
-    manifest: ManifestOpt = None,
-    overlap: OverlapOpt = 1.0,
-    model: ModelOpt = "avsynth-s",
-    device: DeviceOpt = Device.auto,
-    dtype: DtypeOpt = Dtype.auto,
-    seed: SeedOpt = 0,
-    compile: CompileOpt = False,
-    cuda_graphs: CudaGraphsOpt = False,
-    threads: ThreadsOpt = None,
-    preview: PreviewOpt = False,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-    offline: OfflineOpt = False,
 ) -> None:
+    """animate's own options."""
+
+
+def _signature(own: Callable[..., None]) -> inspect.Signature:
+    """What Typer reads for a generation command: `_head`, then `own`, then `_tail`, with the
+    annotations resolved (this module defers them)."""
+    return inspect.Signature(
+        [
+            p.replace(annotation=get_type_hints(fn, include_extras=True)[p.name])
+            for fn in (_head, own, _tail)
+            for p in inspect.signature(fn).parameters.values()
+        ]
+    )
+
+
+# ------------------------------------------------------------------------------ the commands
+
+
+def dub(**options: Any) -> None:
+    """Give silent video a synchronized soundtrack (.mp4/.mov/.mkv: muxed; .wav/.flac: audio).
+
+    Folders and globs are batched on the device and resumable: outputs that exist are skipped.
+    Under torchrun each process takes its share of the inputs.
+    """
+    o = SimpleNamespace(**options)
+    own = dict(mix_original=o.mix_original, original_audio=o.original_audio.value)
+    _generate("dub", o, own | dict(sample_rate=o.sample_rate))
+
+
+def animate(**options: Any) -> None:
     """Make video whose visual events land on the sound's events; the input audio is muxed in.
 
     Folders and globs are batched on the device and resumable: outputs that exist are skipped.
     Under torchrun each process takes its share of the inputs.
     """
-    setup_logging(debug, verbose=verbose, quiet=quiet)
+    o = SimpleNamespace(**options)
+    _generate("animate", o, dict(size=None if o.size is None else parse_size(o.size)))
+
+
+dub.__signature__ = _signature(_dub_options)  # type: ignore[attr-defined]
+animate.__signature__ = _signature(_animate_options)  # type: ignore[attr-defined]
+app.command()(dub)
+app.command()(animate)
+
+
+def _generate(task: str, o: SimpleNamespace, own: dict[str, Any]) -> None:
+    """Map a generation command's options to one batch run; exit with its code."""
+    setup_logging(o.debug, verbose=o.verbose, quiet=o.quiet)
     prepare_threads()
-    with cli_errors(debug):
+    with cli_errors(o.debug):
         from avlink_cli.options import GenOptions, ModelOptions, Sampling
 
-        sampling = Sampling(prompt, negative_prompt, steps, cfg, sampler.value, overlap, batch_size)
-        gen = GenOptions(
-            sampling,
-            samples=samples,
-            preview=preview,
-            size=None if size is None else parse_size(size),
+        sampling = Sampling(
+            o.prompt, o.negative_prompt, o.steps, o.cfg, o.sampler.value, o.overlap, o.batch_size
         )
+        gen = GenOptions(sampling, samples=o.samples, preview=o.preview, **own)
         opts = ModelOptions(
-            model,
-            device.value,
-            dtype.value,
-            seed,
-            offline,
-            compile=compile,
-            cuda_graphs=cuda_graphs,
-            threads=threads,
+            o.model,
+            o.device.value,
+            o.dtype.value,
+            o.seed,
+            o.offline,
+            compile=o.compile,
+            cuda_graphs=o.cuda_graphs,
+            threads=o.threads,
         )
         code = _run_batch(
-            "animate",
-            inputs,
-            output,
+            task,
+            o.inputs,
+            o.output,
             gen=gen,
             opts=opts,
-            overwrite=overwrite,
-            as_json=as_json,
-            quiet=quiet,
-            manifest=manifest,
+            overwrite=o.overwrite,
+            as_json=o.as_json,
+            quiet=o.quiet,
+            manifest=o.manifest,
         )
     raise typer.Exit(code)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from .batch import Result
+    from .outputs import Result
 
 
 class Progress:
