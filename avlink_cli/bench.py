@@ -6,7 +6,7 @@ Two modes:
   device in the compute dtype; times batched sampling of one window (text encoding and the
   conditioning cache included, decoding not) and reports ms per step, seconds per clip, the
   real-time factor, analytic FLOPs per step, achieved TFLOP/s, MFU and peak memory.
-- `bench_model` (a model folder): end-to-end `Engine.dub` / `Engine.animate` on synthetic inputs
+- `bench_model` (a model folder): end-to-end `longform.dub` / `longform.animate` on synthetic inputs
   one window long, batch 1 and batch B: seconds per clip and real-time factor.
 
 Real-time factor = seconds of compute per second of media (below 1 is faster than real time).

@@ -2,7 +2,7 @@
 
 1. CUDA-graph replay of the velocity call gives the eager result; 2. the sampling loop makes no
 host-device synchronisation (torch.cuda.set_sync_debug_mode("error") around flow.sample), with
-CFG and with inpainting; 3. Engine.dub / animate on the device; 4. `avlink bench` numbers for the
+CFG and with inpainting; 3. longform.dub / animate on the device; 4. `avlink bench` numbers for the
 paper and avsynth-s presets: eager, --cuda-graphs, --compile. One JSON line per result.
 """
 
