@@ -27,7 +27,6 @@ from typing import Any
 from .batch import run
 from .options import GenOptions, ModelOptions, Sampling
 from .outputs import ANIMATE, DUB, Task
-from .presets import GEN_BATCH
 
 
 class AvlinkError(Exception):
@@ -38,12 +37,6 @@ def dub_file(
     input: str | os.PathLike,
     output: str | os.PathLike | None = None,
     *,
-    prompt: str = "",
-    negative_prompt: str = "",
-    steps: int | None = None,
-    cfg: float | None = None,
-    samples: int = 1,
-    sampler: str = "euler",
     original_audio: str = "replace",
     mix_original: float | None = None,
     sample_rate: int | None = None,
@@ -53,51 +46,38 @@ def dub_file(
 
     Returns the --json record (output path, seed, model revision, ...). An output that exists is
     skipped (status "skipped") unless overwrite=True. Raises AvlinkError when the input fails.
-    Other keywords: model, device, dtype, seed, threads, offline, batch_size, overlap, overwrite.
+    Other keywords, with the command line's defaults: samples, model, device, dtype, seed,
+    threads, offline, overwrite, and those of `options.Sampling` (prompt, negative_prompt, steps,
+    cfg, sampler, overlap, batch_size).
     """
-    sampling = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg=cfg)
-    gen = dict(samples=samples, original_audio=original_audio)
-    gen |= dict(mix_original=mix_original, sample_rate=sample_rate)
-    return _run(DUB, input, output, sampling | dict(sampler=sampler), gen, **kw)
+    own = dict(original_audio=original_audio, mix_original=mix_original, sample_rate=sample_rate)
+    return _run(DUB, input, output, own, **kw)
 
 
 def animate_file(
-    input: str | os.PathLike,
-    output: str | os.PathLike | None = None,
-    *,
-    prompt: str = "",
-    negative_prompt: str = "",
-    steps: int | None = None,
-    cfg: float | None = None,
-    samples: int = 1,
-    sampler: str = "euler",
-    **kw: Any,
+    input: str | os.PathLike, output: str | os.PathLike | None = None, **kw: Any
 ) -> dict[str, Any]:
     """Make a video for a sound file (as `avlink animate INPUT -o OUTPUT`); see `dub_file`."""
-    sampling = dict(prompt=prompt, negative_prompt=negative_prompt, steps=steps, cfg=cfg)
-    return _run(
-        ANIMATE, input, output, sampling | dict(sampler=sampler), dict(samples=samples), **kw
-    )
+    return _run(ANIMATE, input, output, {}, **kw)
 
 
 def _run(
     task: Task,
     input: str | os.PathLike,
     output: str | os.PathLike | None,
-    sampling: dict[str, Any],
-    gen: dict[str, Any],
+    own: dict[str, Any],
     *,
+    samples: int = 1,
     model: str | os.PathLike = "avsynth-s",
     device: str = "auto",
     dtype: str = "auto",
     seed: int = 0,
     threads: int | None = None,
     offline: bool = False,
-    batch_size: int = GEN_BATCH,
-    overlap: float = 1.0,
     overwrite: bool = False,
+    **sampling: Any,
 ) -> dict[str, Any]:
-    options = GenOptions(Sampling(**sampling, batch_size=batch_size, overlap=overlap), **gen)
+    options = GenOptions(Sampling(**sampling), samples=samples, **own)
     opts = ModelOptions(str(model), device, dtype, seed, offline, threads=threads)
     out = None if output is None else str(Path(output))
     (res,) = run(task, [str(Path(input))], out, gen=options, opts=opts, overwrite=overwrite)

@@ -2,11 +2,13 @@
 
 Layout, for whoever adds a command (`commands.py`, `model_commands.py`, `train_commands.py`; the
 entry point `cli.py` imports them so that they register on `app`):
+- a command is registered with ``@command()`` (below); its function takes ``log: Log`` first
+  (-v, -q and --debug, which every command takes, declared once);
 - options used by more than one command are declared once below as ``Annotated`` aliases
   (``ModelOpt``, ``DeviceOpt``, ...); a new command lists the ones it takes;
-- a command body runs inside ``with cli_errors(debug):``, which turns our exceptions into one
-  ``error: ...`` line on stderr and an exit code (2 usage, 1 failure), with the traceback only
-  under ``--debug``;
+- a command body runs inside ``cli_errors``, which turns our exceptions into one ``error: ...``
+  line on stderr and an exit code (2 usage, 1 failure), with the traceback only under
+  ``--debug``;
 - heavy imports (torch, the model, media) happen inside command bodies, so ``avlink --help``
   stays fast.
 
@@ -14,11 +16,13 @@ Exit codes: 0 all inputs succeeded, 1 some input (or the model) failed, 2 usage 
 """
 
 import contextlib
+import inspect
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, get_type_hints
 
 import typer
 
@@ -243,3 +247,55 @@ def console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+# ------------------------------------------------------------------------------ registering commands
+
+
+@dataclass(frozen=True)
+class Log:
+    """-v, -q and --debug, which every command takes (`command` declares them once)."""
+
+    verbose: bool = False
+    quiet: bool = False
+    debug: bool = False
+
+
+def _log_options(
+    verbose: VerboseOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False
+) -> None:
+    """The options behind `Log`."""
+
+
+def signature(*parts: Callable[..., None]) -> list[inspect.Parameter]:
+    """The parameters of functions that declare options, in order, their annotations resolved
+    (the modules declaring them defer annotations; Typer reads the objects)."""
+    return [
+        p.replace(annotation=get_type_hints(fn, include_extras=True)[p.name])
+        for fn in parts
+        for p in inspect.signature(fn).parameters.values()
+    ]
+
+
+def command(*parts: Callable[..., None], name: str | None = None) -> Callable:
+    """Register a command on `app`. Its function takes `log: Log` first, then its options, or,
+    given `parts`, `**options` declared by those functions in order. The command line also takes
+    -v, -q and --debug (--help lists them after --json), and the body runs with logging set up
+    (`setup_logging`) and inside `cli_errors`."""
+
+    def register(fn: Callable[..., None]) -> Callable[..., None]:
+        own = signature(*parts) if parts else signature(fn)[1:]
+        at = next(i for i, p in enumerate(own) if p.name == "as_json") + 1
+
+        def run(**options: Any) -> None:
+            log = Log(options.pop("verbose"), options.pop("quiet"), options.pop("debug"))
+            setup_logging(log.debug, verbose=log.verbose, quiet=log.quiet)
+            with cli_errors(log.debug):
+                fn(log, **options)
+
+        run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+        run.__signature__ = inspect.Signature(own[:at] + signature(_log_options) + own[at:])  # type: ignore[attr-defined]
+        app.command(name)(run)
+        return fn
+
+    return register

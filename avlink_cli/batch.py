@@ -131,7 +131,7 @@ def provenance(engine: Engine, threads: int | None, task: Task, s: Sampling) -> 
     }
 
 
-# ------------------------------------------------------------------------------ shards, manifest
+# ------------------------------------------------------------------------------ shards
 
 
 def shard() -> tuple[int, int]:

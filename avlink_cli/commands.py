@@ -5,11 +5,9 @@ one `batch.run` and prints its results (one line, or one --json record, per inpu
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
-from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 import typer
 
@@ -18,13 +16,13 @@ from avlink_cli.app import (
     CfgOpt,
     CompileOpt,
     CudaGraphsOpt,
-    DebugOpt,
     Device,
     DeviceOpt,
     Dtype,
     DtypeOpt,
     InputsArg,
     JsonOpt,
+    Log,
     ManifestOpt,
     ModelOpt,
     NegativeOpt,
@@ -35,19 +33,15 @@ from avlink_cli.app import (
     OverwriteOpt,
     PreviewOpt,
     PromptOpt,
-    QuietOpt,
     Sampler,
     SamplerOpt,
     SamplesOpt,
     SeedOpt,
     StepsOpt,
     ThreadsOpt,
-    VerboseOpt,
-    app,
-    cli_errors,
+    command,
     finite,
     prepare_threads,
-    setup_logging,
 )
 from avlink_cli.presets import GEN_BATCH
 
@@ -140,7 +134,7 @@ def _run_batch(
 
 # ------------------------------------------------------------------------------ their options
 # Declared once: a command's signature is the shared head, its own options, the shared tail
-# (`_signature`), the order --help lists them in.
+# (`app.command`), the order --help lists them in.
 
 
 def _head(
@@ -170,12 +164,9 @@ def _tail(
     threads: ThreadsOpt = None,
     preview: PreviewOpt = False,
     as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
     offline: OfflineOpt = False,
 ) -> None:
-    """The options of dub and animate after a command's own."""
+    """The options of dub and animate after a command's own (and -v, -q, --debug: `command`)."""
 
 
 def _dub_options(
@@ -245,22 +236,11 @@ def _animate_options(
     """animate's own options."""
 
 
-def _signature(own: Callable[..., None]) -> inspect.Signature:
-    """What Typer reads for a generation command: `_head`, then `own`, then `_tail`, with the
-    annotations resolved (this module defers them)."""
-    return inspect.Signature(
-        [
-            p.replace(annotation=get_type_hints(fn, include_extras=True)[p.name])
-            for fn in (_head, own, _tail)
-            for p in inspect.signature(fn).parameters.values()
-        ]
-    )
-
-
 # ------------------------------------------------------------------------------ the commands
 
 
-def dub(**options: Any) -> None:
+@command(_head, _dub_options, _tail)
+def dub(log: Log, **options: Any) -> None:
     """Give silent video a synchronized soundtrack (.mp4/.mov/.mkv: muxed; .wav/.flac: audio).
 
     Folders and globs are batched on the device and resumable: outputs that exist are skipped.
@@ -268,55 +248,48 @@ def dub(**options: Any) -> None:
     """
     o = SimpleNamespace(**options)
     own = dict(mix_original=o.mix_original, original_audio=o.original_audio.value)
-    _generate("dub", o, own | dict(sample_rate=o.sample_rate))
+    _generate("dub", o, own | dict(sample_rate=o.sample_rate), log)
 
 
-def animate(**options: Any) -> None:
+@command(_head, _animate_options, _tail)
+def animate(log: Log, **options: Any) -> None:
     """Make video whose visual events land on the sound's events; the input audio is muxed in.
 
     Folders and globs are batched on the device and resumable: outputs that exist are skipped.
     Under torchrun each process takes its share of the inputs.
     """
     o = SimpleNamespace(**options)
-    _generate("animate", o, dict(size=None if o.size is None else parse_size(o.size)))
+    _generate("animate", o, dict(size=None if o.size is None else parse_size(o.size)), log)
 
 
-dub.__signature__ = _signature(_dub_options)  # type: ignore[attr-defined]
-animate.__signature__ = _signature(_animate_options)  # type: ignore[attr-defined]
-app.command()(dub)
-app.command()(animate)
-
-
-def _generate(task: str, o: SimpleNamespace, own: dict[str, Any]) -> None:
+def _generate(task: str, o: SimpleNamespace, own: dict[str, Any], log: Log) -> None:
     """Map a generation command's options to one batch run; exit with its code."""
-    setup_logging(o.debug, verbose=o.verbose, quiet=o.quiet)
     prepare_threads()
-    with cli_errors(o.debug):
-        from avlink_cli.options import GenOptions, ModelOptions, Sampling
+    from avlink_cli.options import GenOptions, ModelOptions, Sampling
 
-        sampling = Sampling(
-            o.prompt, o.negative_prompt, o.steps, o.cfg, o.sampler.value, o.overlap, o.batch_size
-        )
-        gen = GenOptions(sampling, samples=o.samples, preview=o.preview, **own)
-        opts = ModelOptions(
-            o.model,
-            o.device.value,
-            o.dtype.value,
-            o.seed,
-            o.offline,
-            compile=o.compile,
-            cuda_graphs=o.cuda_graphs,
-            threads=o.threads,
-        )
-        code = _run_batch(
-            task,
-            o.inputs,
-            o.output,
-            gen=gen,
-            opts=opts,
-            overwrite=o.overwrite,
-            as_json=o.as_json,
-            quiet=o.quiet,
-            manifest=o.manifest,
-        )
+    sampling = Sampling(
+        o.prompt, o.negative_prompt, o.steps, o.cfg, o.sampler.value, o.overlap, o.batch_size
+    )
+    gen = GenOptions(sampling, samples=o.samples, preview=o.preview, **own)
+    opts = ModelOptions(
+        o.model,
+        o.device.value,
+        o.dtype.value,
+        o.seed,
+        o.offline,
+        compile=o.compile,
+        cuda_graphs=o.cuda_graphs,
+        threads=o.threads,
+    )
+    code = _run_batch(
+        task,
+        o.inputs,
+        o.output,
+        gen=gen,
+        opts=opts,
+        overwrite=o.overwrite,
+        as_json=o.as_json,
+        quiet=log.quiet,
+        manifest=o.manifest,
+    )
     raise typer.Exit(code)

@@ -255,14 +255,18 @@ def run_jobs(
 # ------------------------------------------------------------------------------ media tensors
 
 
-def dub(engine: Engine, frames: torch.Tensor, sampling: Sampling = _DEFAULT, **kw: Any):
+def dub(
+    engine: Engine, frames: torch.Tensor, sampling: Sampling = _DEFAULT, **kw: Any
+) -> torch.Tensor:
     """Video to audio. frames uint8 (B, T, H, W, 3) at the preset's fps and size -> waveform
     (B, round(T / fps * 16000)) float32, or (B, samples, S) when samples > 1. Keywords as
     `generate`."""
     return generate(engine, "v2a", frames, sampling, **kw)
 
 
-def animate(engine: Engine, wav: torch.Tensor, sampling: Sampling = _DEFAULT, **kw: Any):
+def animate(
+    engine: Engine, wav: torch.Tensor, sampling: Sampling = _DEFAULT, **kw: Any
+) -> torch.Tensor:
     """Audio to video. wav (B, S) float at 16 kHz -> frames uint8 (B, round(S / 16000 * fps),
     H, W, 3) at the preset's fps and size, or (B, samples, T, H, W, 3) when samples > 1.
     Keywords as `generate`."""

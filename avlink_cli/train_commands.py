@@ -14,21 +14,17 @@ import typer
 
 from avlink_cli.app import (
     CommandError,
-    DebugOpt,
     Device,
     DeviceOpt,
     JsonOpt,
+    Log,
     OverwriteOpt,
-    QuietOpt,
     SeedOpt,
     ThreadsOpt,
-    VerboseOpt,
-    app,
-    cli_errors,
+    command,
     console,
     finite,
     prepare_threads,
-    setup_logging,
 )
 
 # ------------------------------------------------------------------------------ synth
@@ -40,8 +36,9 @@ class Split(str, Enum):
     test = "test"
 
 
-@app.command()
+@command()
 def synth(
+    log: Log,
     out: Annotated[Path, typer.Argument(help="Folder for the clips and their JSON sidecars.")],
     split: Annotated[
         Split, typer.Option("--split", help="Seed range: train, val or test.")
@@ -54,46 +51,41 @@ def synth(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
     overwrite: OverwriteOpt = False,
     as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Render AVSynth clips (mp4 with sound) with sidecars of their true event times."""
-    setup_logging(debug, verbose=verbose, quiet=quiet)
-    with cli_errors(debug):
-        from rich.progress import Progress
+    from rich.progress import Progress
 
-        from avlink_cli.presets import get_preset
-        from avlink_cli.synth import synth_split
+    from avlink_cli.presets import get_preset
+    from avlink_cli.synth import synth_split
 
-        try:
-            p = get_preset(preset)
-        except KeyError as e:
-            raise CommandError(str(e.args[0])) from None
-        t0 = time.perf_counter()
-        with Progress(console=console(), disable=as_json or quiet, transient=True) as bar:
-            task = bar.add_task(f"synth {split.value}", total=count)
-            paths = synth_split(
-                out,
-                split=split.value,
-                count=count,
-                seed=seed,
-                preset=p,
-                workers=workers,
-                overwrite=overwrite,
-                on_clip=lambda _: bar.advance(task),
-            )
-        dt = time.perf_counter() - t0
-        if as_json:
-            for path in paths:
-                rec = {
-                    "type": "clip",
-                    "output": str(path),
-                    "sidecar": str(path.with_suffix(".json")),
-                }
-                typer.echo(json.dumps(rec))
-        elif not quiet:
-            typer.echo(f"{len(paths)} clips in {out} ({dt:.1f} s, {len(paths) / dt:.1f} clips/s)")
+    try:
+        p = get_preset(preset)
+    except KeyError as e:
+        raise CommandError(str(e.args[0])) from None
+    t0 = time.perf_counter()
+    with Progress(console=console(), disable=as_json or log.quiet, transient=True) as bar:
+        task = bar.add_task(f"synth {split.value}", total=count)
+        paths = synth_split(
+            out,
+            split=split.value,
+            count=count,
+            seed=seed,
+            preset=p,
+            workers=workers,
+            overwrite=overwrite,
+            on_clip=lambda _: bar.advance(task),
+        )
+    dt = time.perf_counter() - t0
+    if as_json:
+        for path in paths:
+            rec = {
+                "type": "clip",
+                "output": str(path),
+                "sidecar": str(path.with_suffix(".json")),
+            }
+            typer.echo(json.dumps(rec))
+    elif not log.quiet:
+        typer.echo(f"{len(paths)} clips in {out} ({dt:.1f} s, {len(paths) / dt:.1f} clips/s)")
 
 
 # ------------------------------------------------------------------------------ train
@@ -115,8 +107,9 @@ ABLATIONS = {  # flag -> (Ablation field, value)
 }
 
 
-@app.command()
+@command()
 def train(
+    log: Log,
     stage: Annotated[Stage, typer.Argument(help="vocoder, audio, video, fusion, or all in order.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to train into.")],
     preset: Annotated[str, typer.Option("--preset", help="Model sizes.")] = "avsynth-s",
@@ -210,57 +203,50 @@ def train(
     seed: SeedOpt = 0,
     threads: ThreadsOpt = None,
     as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Train a stage into a model folder; resumes from its last checkpoint when re-run.
 
     Multi-process: torchrun --nproc_per_node N -m avlink_cli train STAGE --out DIR
     """
-    setup_logging(debug, verbose=verbose, quiet=quiet)
     prepare_threads()
-    with cli_errors(debug):
-        from avlink_cli import threads as threads_mod
+    from avlink_cli import threads as threads_mod
 
-        threads_mod.configure(threads)
-        from avlink_cli.devices import resolve_device
-        from avlink_cli.training.plan import run_training
+    threads_mod.configure(threads)
+    from avlink_cli.devices import resolve_device
+    from avlink_cli.training.plan import run_training
 
-        unknown = [a for a in ablation or [] if a not in ABLATIONS]
-        if unknown:
-            raise CommandError(
-                f"--ablation {unknown[0]}: unknown; choose from {', '.join(ABLATIONS)}"
-            )
-        switches = dict(ABLATIONS[a] for a in ablation or [])
-        summaries = run_training(
-            stage.value,
-            out=out,
-            preset_name=preset,
-            data=data,
-            clips=clips,
-            val_clips=val_clips,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            ablation=switches,
-            contact_hint=contact_hint,
-            contact_loss=contact_loss,
-            onset_weight=onset_weight,
-            silent_weight=silent_weight,
-            cache=cache,
-            workers=workers,
-            device=resolve_device(device.value),
-            seed=seed,
-            time_limit=None if time_limit is None else 60 * time_limit,
-            quiet=as_json or quiet,
-            console=console(),
-        )
-        for s in summaries:
-            if as_json:
-                typer.echo(json.dumps({"type": "stage"} | s))
-            elif not quiet:
-                typer.echo(_stage_line(s))
+    unknown = [a for a in ablation or [] if a not in ABLATIONS]
+    if unknown:
+        raise CommandError(f"--ablation {unknown[0]}: unknown; choose from {', '.join(ABLATIONS)}")
+    switches = dict(ABLATIONS[a] for a in ablation or [])
+    summaries = run_training(
+        stage.value,
+        out=out,
+        preset_name=preset,
+        data=data,
+        clips=clips,
+        val_clips=val_clips,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        ablation=switches,
+        contact_hint=contact_hint,
+        contact_loss=contact_loss,
+        onset_weight=onset_weight,
+        silent_weight=silent_weight,
+        cache=cache,
+        workers=workers,
+        device=resolve_device(device.value),
+        seed=seed,
+        time_limit=None if time_limit is None else 60 * time_limit,
+        quiet=as_json or log.quiet,
+        console=console(),
+    )
+    for s in summaries:
+        if as_json:
+            typer.echo(json.dumps({"type": "stage"} | s))
+        elif not log.quiet:
+            typer.echo(_stage_line(s))
 
 
 def _stage_line(s: dict) -> str:
@@ -279,8 +265,9 @@ class EvalMode(str, Enum):
     a2v = "a2v"
 
 
-@app.command("eval")
+@command(name="eval")
 def evaluate(
+    log: Log,
     generated: Annotated[Path, typer.Argument(help="Folder of generated files.")],
     reference: Annotated[
         Path | None,
@@ -300,37 +287,32 @@ def evaluate(
         bool,
         typer.Option("--json", help="Print JSON Lines: one object per clip, then a summary."),
     ] = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
     """Score sync: onset accuracy/AP (CondFoleyGen), timing errors, A2V event match, AV-Align."""
-    setup_logging(debug, verbose=verbose, quiet=quiet)
-    with cli_errors(debug):
-        from avlink_cli.evaluate import run_eval
+    from avlink_cli.evaluate import run_eval
 
-        if not generated.is_dir():
-            raise CommandError(f"{generated}: not a folder")
-        try:
-            result = run_eval(
-                generated, reference=reference, sidecars=sidecars, plot_dir=plot, mode=mode.value
-            )
-        except ValueError as e:
-            raise CommandError(str(e)) from None
-        if as_json:
-            for clip in result["clips"]:
-                typer.echo(json.dumps({"type": "clip"} | clip))
-            summary = {"type": "summary", "mode": result["mode"]} | result["summary"]
-            typer.echo(json.dumps(summary))
-            return
-        if quiet:
-            return
-        from rich.console import Console
-        from rich.table import Table
+    if not generated.is_dir():
+        raise CommandError(f"{generated}: not a folder")
+    try:
+        result = run_eval(
+            generated, reference=reference, sidecars=sidecars, plot_dir=plot, mode=mode.value
+        )
+    except ValueError as e:
+        raise CommandError(str(e)) from None
+    if as_json:
+        for clip in result["clips"]:
+            typer.echo(json.dumps({"type": "clip"} | clip))
+        summary = {"type": "summary", "mode": result["mode"]} | result["summary"]
+        typer.echo(json.dumps(summary))
+        return
+    if log.quiet:
+        return
+    from rich.console import Console
+    from rich.table import Table
 
-        table = Table(title=f"sync ({result['mode']}, {len(result['clips'])} clips)")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for k, v in result["summary"].items():
-            table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-        Console().print(table)
+    table = Table(title=f"sync ({result['mode']}, {len(result['clips'])} clips)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result["summary"].items():
+        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+    Console().print(table)
