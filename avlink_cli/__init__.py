@@ -8,7 +8,8 @@ that ``import avlink_cli`` (and ``avlink --help``) stays fast.
 
 from typing import Any
 
-__version__ = "0.1.0"
+from avlink_cli.version import __version__
+
 __all__ = ["AvlinkError", "Engine", "__version__", "animate_file", "dub_file"]
 
 

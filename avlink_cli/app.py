@@ -216,7 +216,7 @@ def setup_logging(debug: bool, *, verbose: bool = False, quiet: bool = False) ->
 
 def _print_version(value: bool) -> None:
     if value:
-        from avlink_cli import __version__
+        from avlink_cli.version import __version__
 
         typer.echo(f"avlink {__version__}")
         raise typer.Exit()

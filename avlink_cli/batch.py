@@ -300,7 +300,7 @@ def run(
 def container_tags(task: Task, provenance: dict[str, Any]) -> dict[str, str]:
     """Tags for the output's container: that its sound (dub) or picture (animate) was generated,
     by what, and how (the same provenance as the --json record)."""
-    from avlink_cli import __version__
+    from avlink_cli.version import __version__
 
     generated = "audio" if task is DUB else "video"
     keys = ("model", "model_revision", "model_sha", "seed", "steps", "cfg", "sampler", "device")
