@@ -1,13 +1,15 @@
 """avlink: synchronized sound for silent video, and video for sound (AV-Link, arXiv 2412.15191).
 
 The Python API (see `api.py`): ``dub_file`` and ``animate_file`` (file in, file out, as the
-CLI), ``Engine`` (the model on a device: tensors in, tensors out) and ``AvlinkError``. They are
-imported on first use, so that ``import avlink_cli`` (and ``avlink --help``) stays fast.
+CLI), ``Engine`` (the model on a device: one window, tensors in and out; ``longform.dub`` and
+``longform.animate`` take any length) and ``AvlinkError``. They are imported on first use, so
+that ``import avlink_cli`` (and ``avlink --help``) stays fast.
 """
 
 from typing import Any
 
-__version__ = "0.1.0"
+from avlink_cli.version import __version__
+
 __all__ = ["AvlinkError", "Engine", "__version__", "animate_file", "dub_file"]
 
 

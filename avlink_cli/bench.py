@@ -6,7 +6,7 @@ Two modes:
   device in the compute dtype; times batched sampling of one window (text encoding and the
   conditioning cache included, decoding not) and reports ms per step, seconds per clip, the
   real-time factor, analytic FLOPs per step, achieved TFLOP/s, MFU and peak memory.
-- `bench_model` (a model folder): end-to-end `Engine.dub` / `Engine.animate` on synthetic inputs
+- `bench_model` (a model folder): end-to-end `longform.dub` / `longform.animate` on synthetic inputs
   one window long, batch 1 and batch B: seconds per clip and real-time factor.
 
 Real-time factor = seconds of compute per second of media (below 1 is faster than real time).
@@ -32,8 +32,11 @@ from typing import Any
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from . import longform
 from .avlink import AVLink, sides
-from .pipeline import Engine, resolve_device, resolve_dtype
+from .devices import resolve_device, resolve_dtype
+from .options import Sampling
+from .pipeline import Engine
 from .presets import DiTConfig, Preset, get_preset
 
 # Dense peak TFLOP/s by GPU name (first match wins): (bf16/fp16 tensor cores, fp32 without TF32)
@@ -364,12 +367,12 @@ def bench_model(
     for task, _ in TASKS:
         for batch in sorted({1, batch_size}):
             frames, wav = _synthetic(p, batch)
-            fn = engine.dub if task == "dub" else engine.animate
+            fn = longform.dub if task == "dub" else longform.animate
             inputs = frames if task == "dub" else wav
-            fn(inputs[:1], steps=1, cfg=cfg)  # warm-up
+            fn(engine, inputs[:1], Sampling(steps=1, cfg=cfg))  # warm-up
             _sync(engine.device)
             t0 = time.perf_counter()
-            fn(inputs, steps=steps, cfg=cfg)
+            fn(engine, inputs, Sampling(steps=steps, cfg=cfg, batch_size=batch))
             _sync(engine.device)
             per_clip = (time.perf_counter() - t0) / batch
             rows.append(

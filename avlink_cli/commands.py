@@ -1,489 +1,295 @@
-"""The commands around generation: models, download, synth, train, eval.
-
-Registered on the app of `cli.py` (which imports this module last); they reuse its shared
-options and its error handling, and import torch and friends only inside their bodies.
+"""The two generation commands, `avlink dub` and `avlink animate`: each maps its arguments to
+one `batch.run` and prints its results (one line, or one --json record, per input).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import time
-from enum import Enum
-from pathlib import Path
-from typing import Annotated
+from types import SimpleNamespace
+from typing import Annotated, Any
 
 import typer
 
-from avlink_cli.cli import (
-    DebugOpt,
+from avlink_cli.app import (
+    BatchSizeOpt,
+    CfgOpt,
+    CompileOpt,
+    CudaGraphsOpt,
     Device,
     DeviceOpt,
+    Dtype,
+    DtypeOpt,
+    InputsArg,
     JsonOpt,
+    Log,
+    ManifestOpt,
+    ModelOpt,
+    NegativeOpt,
     OfflineOpt,
+    OriginalAudio,
+    OutputOpt,
+    OverlapOpt,
     OverwriteOpt,
-    QuietOpt,
+    PreviewOpt,
+    PromptOpt,
+    Sampler,
+    SamplerOpt,
+    SamplesOpt,
     SeedOpt,
+    StepsOpt,
     ThreadsOpt,
-    VerboseOpt,
-    app,
-    cli_errors,
+    command,
     finite,
     prepare_threads,
-    setup_logging,
 )
+from avlink_cli.presets import GEN_BATCH
+
+# ------------------------------------------------------------------------------ dub / animate
 
 
-class CommandError(Exception):
-    """A command's arguments or inputs are unusable; one line for the user."""
+def _run_batch(
+    task_name: str,
+    inputs: list[str],
+    output: str | None,
+    *,
+    gen,
+    opts,
+    overwrite: bool,
+    as_json: bool,
+    quiet: bool = False,
+    manifest: str | None = None,
+) -> int:
+    """Run a batch, print each result as it finishes, return the exit code.
 
+    Results go to stdout as they finish (with --json one record each, and a batch ends with one
+    ``"type": "summary"`` record); inputs skipped because their output exists are said on
+    stderr. On a terminal (and without --json or -q) a live progress display runs on stderr,
+    and a batch ends with a one-line summary there.
+    """
+    import sys
+    import time
 
-def _resolve_device(device: Device) -> torch.device:  # noqa: F821 - torch imported lazily
-    import torch
-
-    if device == Device.auto:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == Device.cuda and not torch.cuda.is_available():
-        raise CommandError("--device cuda: no CUDA GPU is available here")
-    return torch.device(device.value)
-
-
-def _console():
     from rich.console import Console
 
-    return Console(stderr=True)
+    from avlink_cli import batch
+    from avlink_cli.outputs import ANIMATE, DUB, summary_record
+    from avlink_cli.progress import Progress, RichProgress, summary
+
+    task = DUB if task_name == "dub" else ANIMATE
+    console = Console(stderr=True)
+    live = not as_json and not quiet and sys.stderr.isatty()
+    progress = RichProgress(console) if live else Progress()
+    results: list = []
+    shown_model_error = False
+    t0 = time.perf_counter()
+    runs = batch.run(
+        task,
+        inputs,
+        output,
+        gen=gen,
+        opts=opts,
+        overwrite=overwrite,
+        manifest=manifest,
+        progress=progress,
+    )
+    # closed at once however the loop ends (SIGTERM included): temporary files go with it
+    with progress if live else contextlib.nullcontext(), contextlib.closing(runs):
+        for res in runs:
+            results.append(res)
+            for note in res.notes if res.status == "ok" and not quiet else []:
+                typer.echo(f"note: {note}", err=True)
+            if as_json:
+                typer.echo(json.dumps(res.record()))
+            if res.status == "skipped":
+                if not quiet:
+                    outs = ", ".join(res.outputs)
+                    typer.echo(f"skipped: {outs} exists (--overwrite replaces it)", err=True)
+                continue
+            if res.status == "ok":
+                if not as_json and not quiet:
+                    typer.echo(f"{res.input} -> {', '.join(res.outputs)} ({res.seconds:.1f} s)")
+                continue
+            if res.kind == "model":
+                if not shown_model_error:  # the same for every input: say it once
+                    typer.echo(f"error: {res.error}", err=True)
+                shown_model_error = True
+            elif res.kind == "internal":
+                typer.echo(f"error: {res.input}: {res.error}", err=True)
+            else:
+                typer.echo(f"error: {res.error}", err=True)
+    failed = [r.input for r in results if r.status == "error"]
+    wall = time.perf_counter() - t0
+    if as_json and len(results) > 1:
+        typer.echo(json.dumps(summary_record(results, wall)))
+    if not quiet and not as_json and (len(results) > 1 or (live and results)):
+        summary(console, results, wall)
+    if failed and len(results) > 1:
+        names = ", ".join(failed[:10]) + (
+            f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        )
+        typer.echo(f"error: {len(failed)} of {len(results)} inputs failed: {names}", err=True)
+    return 1 if failed else 0
 
 
-# ------------------------------------------------------------------------------ models, download
+# ------------------------------------------------------------------------------ their options
+# Declared once: a command's signature is the shared head, its own options, the shared tail
+# (`app.command`), the order --help lists them in.
 
 
-@app.command()
-def models(
-    installed: Annotated[
-        bool,
-        typer.Option(
-            "--installed",
-            help="List the model folders on this machine instead: packaged and in the Hub cache.",
-        ),
-    ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON Lines: one object per preset or model.")
-    ] = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+def _head(
+    inputs: InputsArg,
+    output: OutputOpt = None,
+    prompt: PromptOpt = "",
+    negative_prompt: NegativeOpt = "",
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    samples: SamplesOpt = 1,
+    sampler: SamplerOpt = Sampler.euler,
 ) -> None:
-    """List the presets: parameters per component, token counts, rates (no weights allocated)."""
-    setup_logging(debug, verbose=verbose, quiet=quiet)
-    with cli_errors(debug):
-        if installed:
-            _installed(as_json)
-            return
-        from avlink_cli.catalog import describe_presets
-
-        rows = describe_presets()
-        if as_json:
-            for row in rows:
-                typer.echo(json.dumps({"type": "preset"} | row))
-            return
-        from rich.table import Table
-
-        table = Table(title="avlink presets")
-        for col in (
-            "preset",
-            "clip",
-            "video",
-            "audio",
-            "video DiT",
-            "audio DiT",
-            "fusion",
-            "tokens v/a",
-        ):
-            table.add_column(col)
-        for r in rows:
-            p, v, a = r["parameters"], r["video"], r["audio"]
-            table.add_row(
-                r["name"],
-                f"{r['duration_s']:g} s",
-                f"{v['size'][0]}x{v['size'][1]} @ {v['fps']:g} fps",
-                f"{a['sample_rate'] // 1000} kHz, {a['n_mels']} mel",
-                _millions(p["video_dit"]),
-                _millions(p["audio_dit"]),
-                _millions(p["fusion"]),
-                f"{v['tokens']}/{a['tokens']}",
-            )
-        from rich.console import Console
-
-        Console().print(table)
+    """The options of dub and animate before a command's own."""
 
 
-def _installed(as_json: bool) -> None:
-    from avlink_cli.hub import installed_models
-
-    rows = installed_models()
-    if as_json:
-        for row in rows:
-            typer.echo(json.dumps({"type": "model"} | row))
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="avlink models on this machine")
-    for col in ("model", "where", "revision", "size", "sha256 (manifest)", "path"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        size = f"{r['size'] / 1e6:.1f} MB"
-        rev = (r["revision"] or "-")[:12]
-        sha = (r["model_sha"] or "-")[:12]
-        table.add_row(r["model"], r["source"], rev, size, sha, r["path"])
-    Console().print(table)
-    if not rows:
-        typer.echo("no models installed; `avlink download avsynth-s` fetches the default", err=True)
+def _tail(
+    overwrite: OverwriteOpt = False,
+    batch_size: BatchSizeOpt = GEN_BATCH,
+    manifest: ManifestOpt = None,
+    overlap: OverlapOpt = 1.0,
+    model: ModelOpt = "avsynth-s",
+    device: DeviceOpt = Device.auto,
+    dtype: DtypeOpt = Dtype.auto,
+    seed: SeedOpt = 0,
+    compile: CompileOpt = False,
+    cuda_graphs: CudaGraphsOpt = False,
+    threads: ThreadsOpt = None,
+    preview: PreviewOpt = False,
+    as_json: JsonOpt = False,
+    offline: OfflineOpt = False,
+) -> None:
+    """The options of dub and animate after a command's own (and -v, -q, --debug: `command`)."""
 
 
-def _millions(n: int) -> str:
-    return f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
-
-
-@app.command()
-def download(
-    model: Annotated[str, typer.Argument(help="Preset name or Hub id org/name\\[@revision].")],
-    revision: Annotated[
-        str | None, typer.Option("--revision", help="Branch, tag or commit.")
-    ] = None,
-    local_dir: Annotated[
-        Path | None,
+def _dub_options(
+    mix_original: Annotated[
+        float | None,
         typer.Option(
-            "--local-dir",
-            help="Put the model folder here (plain files) instead of the Hugging Face cache.",
+            "--mix-original",
+            min=0.0,
+            callback=finite,
+            metavar="GAIN",
+            help="Mix the video's own soundtrack in at this gain (implies --original-audio mix).",
+        ),
+    ] = None,
+    original_audio: Annotated[
+        OriginalAudio,
+        typer.Option(
+            "--original-audio",
+            help="A video's own soundtrack: replace it, keep it as a second track, or mix it "
+            "in (at its own rate and channels, gain 1 unless --mix-original).",
+        ),
+    ] = OriginalAudio.replace,
+    sample_rate: Annotated[
+        int | None,
+        typer.Option(
+            "--sample-rate",
+            min=8000,
+            max=192_000,
+            help="Rate of the written sound (default: 48000 in video, the model's 16000 in "
+            ".wav/.flac, the original's when mixing).",
             show_default=False,
         ),
     ] = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
 ) -> None:
-    """Fetch a model (into the Hugging Face cache, or --local-dir) and verify every sha256."""
-    setup_logging(debug, verbose=verbose, quiet=quiet)
-    with cli_errors(debug):
-        from avlink_cli import hub
-
-        try:
-            folder = hub.download(model, revision=revision, local_dir=local_dir)
-        except hub.HubError as e:
-            if as_json:  # a record on failure too, then the usual error line and exit 1
-                rec = {"type": "result", "model": model, "status": "error", "error": str(e)}
-                typer.echo(json.dumps(rec | {"path": None}))
-            raise
-        if as_json:
-            rec = {"type": "result", "model": model, "status": "ok", "error": None}
-            typer.echo(json.dumps(rec | {"path": str(folder)} | hub.describe_folder(folder)))
-        else:
-            typer.echo(str(folder))
+    """dub's own options."""
 
 
-# ------------------------------------------------------------------------------ synth
+def parse_size(text: str) -> tuple[int, int]:
+    """'WxH' -> (W, H), both even and 2 to 4096; a usage error (exit 2) otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise typer.BadParameter(f"{text!r}: expected WxH, e.g. 256x256")
+    w, h = int(parts[0]), int(parts[1])
+    if not (2 <= w <= 4096 and 2 <= h <= 4096) or w % 2 or h % 2:
+        raise typer.BadParameter(f"{text!r}: width and height must be even, from 2 to 4096")
+    return w, h
 
 
-class Split(str, Enum):
-    train = "train"
-    val = "val"
-    test = "test"
+def check_size(text: str | None) -> str | None:
+    """--size's callback: refuse a bad WxH before any work, keep the text."""
+    if text is not None:
+        parse_size(text)
+    return text
 
 
-@app.command()
-def synth(
-    out: Annotated[Path, typer.Argument(help="Folder for the clips and their JSON sidecars.")],
-    split: Annotated[
-        Split, typer.Option("--split", help="Seed range: train, val or test.")
-    ] = Split.train,
-    count: Annotated[int, typer.Option("--count", "-n", min=1, help="Number of clips.")] = 16,
-    seed: SeedOpt = 0,
-    preset: Annotated[
-        str, typer.Option("--preset", help="Sizes and rates of the clips.")
-    ] = "avsynth-s",
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel processes.")] = 2,
-    overwrite: OverwriteOpt = False,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
+def _animate_options(
+    size: Annotated[
+        str | None,
+        typer.Option(
+            "--size",
+            metavar="WxH",
+            help="Scale the written video to this size for viewing (nearest neighbour, even "
+            "numbers, e.g. 256x256). What is generated and scored stays at the model's size.",
+            callback=check_size,
+        ),
+    ] = None,
 ) -> None:
-    """Render AVSynth clips (mp4 with sound) with sidecars of their true event times."""
-    setup_logging(debug, verbose=verbose, quiet=quiet)
-    with cli_errors(debug):
-        from rich.progress import Progress
-
-        from avlink_cli.presets import get_preset
-        from avlink_cli.synth import synth_split
-
-        try:
-            p = get_preset(preset)
-        except KeyError as e:
-            raise CommandError(str(e.args[0])) from None
-        t0 = time.perf_counter()
-        with Progress(console=_console(), disable=as_json or quiet, transient=True) as bar:
-            task = bar.add_task(f"synth {split.value}", total=count)
-            paths = synth_split(
-                out,
-                split=split.value,
-                count=count,
-                seed=seed,
-                preset=p,
-                workers=workers,
-                overwrite=overwrite,
-                on_clip=lambda _: bar.advance(task),
-            )
-        dt = time.perf_counter() - t0
-        if as_json:
-            for path in paths:
-                rec = {
-                    "type": "clip",
-                    "output": str(path),
-                    "sidecar": str(path.with_suffix(".json")),
-                }
-                typer.echo(json.dumps(rec))
-        elif not quiet:
-            typer.echo(f"{len(paths)} clips in {out} ({dt:.1f} s, {len(paths) / dt:.1f} clips/s)")
+    """animate's own options."""
 
 
-# ------------------------------------------------------------------------------ train
+# ------------------------------------------------------------------------------ the commands
 
 
-class Stage(str, Enum):
-    vocoder = "vocoder"
-    audio = "audio"
-    video = "video"
-    fusion = "fusion"
-    all = "all"
+@command(_head, _dub_options, _tail)
+def dub(log: Log, **options: Any) -> None:
+    """Give silent video a synchronized soundtrack (.mp4/.mov/.mkv: muxed; .wav/.flac: audio).
 
-
-ABLATIONS = {  # flag -> (Ablation field, value)
-    "no-reinject": ("reinject_cond", False),
-    "rope-index": ("rope_by_index", True),
-    "uniform-t": ("uniform_t_cond", True),
-    "external": ("external_features", True),
-}
-
-
-@app.command()
-def train(
-    stage: Annotated[Stage, typer.Argument(help="vocoder, audio, video, fusion, or all in order.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Model folder to train into.")],
-    preset: Annotated[str, typer.Option("--preset", help="Model sizes.")] = "avsynth-s",
-    data: Annotated[
-        str, typer.Option("--data", help="'avsynth' or a folder of videos with sound.")
-    ] = "avsynth",
-    clips: Annotated[
-        int,
-        typer.Option(
-            "--clips", min=1, help="Training clips (AVSynth) or at most this many windows."
-        ),
-    ] = 2000,
-    val_clips: Annotated[int, typer.Option("--val-clips", min=1, help="Validation clips.")] = 64,
-    steps: Annotated[
-        int | None,
-        typer.Option("--steps", min=1, help="Optimizer steps (default: per stage and preset)."),
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Global batch size.")
-    ] = None,
-    lr: Annotated[
-        float | None, typer.Option("--lr", callback=finite, help="Peak learning rate.")
-    ] = None,
-    ablation: Annotated[
-        list[str] | None,
-        typer.Option("--ablation", help=f"Ablation switch: {', '.join(ABLATIONS)}."),
-    ] = None,
-    contact_hint: Annotated[
-        float,
-        typer.Option(
-            "--contact-hint",
-            callback=finite,
-            min=0.0,
-            max=1.0,
-            help="Fusion stage: over this fraction of the steps, V2A's conditioning frames at "
-            "known contacts (AVSynth's) fade from white to real, so the blocks learn where "
-            "timing is in the video. 0 turns it off; real videos have no known contacts.",
-        ),
-    ] = 0.6,
-    contact_loss: Annotated[
-        float | None,
-        typer.Option(
-            "--contact-loss",
-            callback=finite,
-            min=0.0,
-            help="Fusion stage: weight of an auxiliary loss that asks the motion path (and the "
-            "motion context, where the preset has one) to mark the frames of known contacts "
-            "(AVSynth's), on the real frames. Default: 0.1 where the preset has the motion "
-            "path, else 0 (training/run.py).",
-        ),
-    ] = None,
-    onset_weight: Annotated[
-        float,
-        typer.Option(
-            "--onset-weight",
-            callback=finite,
-            min=0.0,
-            help="Fusion stage: V2A's loss weighs each audio token by 1 + this x its onset "
-            "strength (spectral flux) over the clip's mean, so the tokens where sounds start, "
-            "the ones the video can time, count more. 0 (default) is the plain loss.",
-        ),
-    ] = 0.0,
-    silent_weight: Annotated[
-        float,
-        typer.Option(
-            "--silent-weight",
-            callback=finite,
-            min=0.0,
-            help="Fusion stage: V2A's loss of clips in which nothing sounds (AVSynth lists "
-            "every event; some of these clips show silent motion) weighs 1 + this, as if they "
-            "were drawn that many times more often, to teach that motion without contact makes "
-            "no sound. 0 (default) is the plain loss.",
-        ),
-    ] = 0.0,
-    cache: Annotated[
-        Path, typer.Option("--cache", help="Where decoded training arrays are cached.")
-    ] = Path(".avlink-cache"),
-    workers: Annotated[
-        int, typer.Option("--workers", min=1, help="Processes that render/decode data.")
-    ] = 2,
-    time_limit: Annotated[
-        float | None,
-        typer.Option(
-            "--time-limit",
-            min=0.0,
-            callback=finite,
-            help="Minutes per stage; stop early (saved) when reached.",
-        ),
-    ] = None,
-    device: DeviceOpt = Device.auto,
-    seed: SeedOpt = 0,
-    threads: ThreadsOpt = None,
-    as_json: JsonOpt = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Train a stage into a model folder; resumes from its last checkpoint when re-run.
-
-    Multi-process: torchrun --nproc_per_node N -m avlink_cli train STAGE --out DIR
+    Folders and globs are batched on the device and resumable: outputs that exist are skipped.
+    Under torchrun each process takes its share of the inputs.
     """
-    setup_logging(debug, verbose=verbose, quiet=quiet)
+    o = SimpleNamespace(**options)
+    own = dict(mix_original=o.mix_original, original_audio=o.original_audio.value)
+    _generate("dub", o, own | dict(sample_rate=o.sample_rate), log)
+
+
+@command(_head, _animate_options, _tail)
+def animate(log: Log, **options: Any) -> None:
+    """Make video whose visual events land on the sound's events; the input audio is muxed in.
+
+    Folders and globs are batched on the device and resumable: outputs that exist are skipped.
+    Under torchrun each process takes its share of the inputs.
+    """
+    o = SimpleNamespace(**options)
+    _generate("animate", o, dict(size=None if o.size is None else parse_size(o.size)), log)
+
+
+def _generate(task: str, o: SimpleNamespace, own: dict[str, Any], log: Log) -> None:
+    """Map a generation command's options to one batch run; exit with its code."""
     prepare_threads()
-    with cli_errors(debug):
-        from avlink_cli import threads as threads_mod
+    from avlink_cli.options import GenOptions, ModelOptions, Sampling
 
-        threads_mod.configure(threads)
-        from avlink_cli.training.plan import run_training
-
-        unknown = [a for a in ablation or [] if a not in ABLATIONS]
-        if unknown:
-            raise CommandError(
-                f"--ablation {unknown[0]}: unknown; choose from {', '.join(ABLATIONS)}"
-            )
-        switches = dict(ABLATIONS[a] for a in ablation or [])
-        summaries = run_training(
-            stage.value,
-            out=out,
-            preset_name=preset,
-            data=data,
-            clips=clips,
-            val_clips=val_clips,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            ablation=switches,
-            contact_hint=contact_hint,
-            contact_loss=contact_loss,
-            onset_weight=onset_weight,
-            silent_weight=silent_weight,
-            cache=cache,
-            workers=workers,
-            device=_resolve_device(device),
-            seed=seed,
-            time_limit=None if time_limit is None else 60 * time_limit,
-            quiet=as_json or quiet,
-            console=_console(),
-        )
-        for s in summaries:
-            if as_json:
-                typer.echo(json.dumps({"type": "stage"} | s))
-            elif not quiet:
-                typer.echo(_stage_line(s))
-
-
-def _stage_line(s: dict) -> str:
-    extra = ""
-    if "mrstft_neural" in s:
-        extra = f", MR-STFT {s['mrstft_neural']:.3f} (Griffin-Lim {s['mrstft_griffin_lim']:.3f})"
-    return f"{s['stage']}: {s['steps']} steps in {s['seconds']:.0f} s, val loss {s['val_loss']:.4f}{extra}"
-
-
-# ------------------------------------------------------------------------------ eval
-
-
-class EvalMode(str, Enum):
-    auto = "auto"
-    v2a = "v2a"
-    a2v = "a2v"
-
-
-@app.command("eval")
-def evaluate(
-    generated: Annotated[Path, typer.Argument(help="Folder of generated files.")],
-    reference: Annotated[
-        Path | None,
-        typer.Option("--reference", "-r", help="Folder of references (matched by name)."),
-    ] = None,
-    sidecars: Annotated[
-        Path | None,
-        typer.Option("--sidecars", help="Folder of AVSynth JSON sidecars (true events)."),
-    ] = None,
-    plot: Annotated[
-        Path | None, typer.Option("--plot", help="Write one PNG per clip into this folder.")
-    ] = None,
-    mode: Annotated[
-        EvalMode, typer.Option("--mode", help="v2a scores audio, a2v scores video.")
-    ] = EvalMode.auto,
-    as_json: Annotated[
-        bool,
-        typer.Option("--json", help="Print JSON Lines: one object per clip, then a summary."),
-    ] = False,
-    verbose: VerboseOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Score sync: onset accuracy/AP (CondFoleyGen), timing errors, A2V event match, AV-Align."""
-    setup_logging(debug, verbose=verbose, quiet=quiet)
-    with cli_errors(debug):
-        from avlink_cli.evaluate import run_eval
-
-        if not generated.is_dir():
-            raise CommandError(f"{generated}: not a folder")
-        try:
-            result = run_eval(
-                generated, reference=reference, sidecars=sidecars, plot_dir=plot, mode=mode.value
-            )
-        except ValueError as e:
-            raise CommandError(str(e)) from None
-        if as_json:
-            for clip in result["clips"]:
-                typer.echo(json.dumps({"type": "clip"} | clip))
-            summary = {"type": "summary", "mode": result["mode"]} | result["summary"]
-            typer.echo(json.dumps(summary))
-            return
-        if quiet:
-            return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"sync ({result['mode']}, {len(result['clips'])} clips)")
-        table.add_column("metric")
-        table.add_column("value", justify="right")
-        for k, v in result["summary"].items():
-            table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-        Console().print(table)
-
-
-_ = OfflineOpt  # shared options not used here are imported for the generation commands' sake
+    sampling = Sampling(
+        o.prompt, o.negative_prompt, o.steps, o.cfg, o.sampler.value, o.overlap, o.batch_size
+    )
+    gen = GenOptions(sampling, samples=o.samples, preview=o.preview, **own)
+    opts = ModelOptions(
+        o.model,
+        o.device.value,
+        o.dtype.value,
+        o.seed,
+        o.offline,
+        compile=o.compile,
+        cuda_graphs=o.cuda_graphs,
+        threads=o.threads,
+    )
+    code = _run_batch(
+        task,
+        o.inputs,
+        o.output,
+        gen=gen,
+        opts=opts,
+        overwrite=o.overwrite,
+        as_json=o.as_json,
+        quiet=log.quiet,
+        manifest=o.manifest,
+    )
+    raise typer.Exit(code)

@@ -45,7 +45,6 @@ from huggingface_hub.utils import (  # where every huggingface_hub from 0.2x to 
     validate_repo_id,
 )
 
-import avlink_cli
 from avlink_cli.manifest import (
     MANIFEST,
     ManifestError,
@@ -55,6 +54,7 @@ from avlink_cli.manifest import (
     verify_folder,
 )
 from avlink_cli.presets import PRESETS
+from avlink_cli.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def weights_dir() -> Path:
     env = os.environ.get(WEIGHTS_ENV)
     if env:
         return Path(env).expanduser()
-    return Path(avlink_cli.__file__).resolve().parent.parent / "weights"
+    return Path(__file__).resolve().parent.parent / "weights"
 
 
 def packaged_folder(name: str) -> Path | None:
@@ -237,7 +237,7 @@ def _fetch(
                 local_files_only=offline_now,
                 allow_patterns=[glob.escape(name) for name in files],  # names, not patterns
                 library_name="avlink",
-                library_version=avlink_cli.__version__,
+                library_version=__version__,
             )
         )
 

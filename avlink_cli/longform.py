@@ -1,7 +1,12 @@
-"""Inputs of any length: windows of the model's clip length, continued across seams, stitched.
+"""Media of any length: windows of the model's clip length, continued across seams, joined.
 
-Plan (`windows.WindowPlan`, re-exported here). Windows start on a grid of q seconds every
-`window - overlap` seconds; an input no longer than one window is one padded window.
+`dub(engine, frames, sampling)` / `animate(engine, wav, sampling)` take media tensors of any length
+and give media of the same duration; `run_jobs` is the scheduler under them and under the files
+layer (`batch`): one `Job` per clip (one sample of one input), from its `Source` of conditioning
+windows to its `Sink`.
+
+Plan (`windows.WindowPlan`). Windows start on a grid of q seconds every `window - overlap`
+seconds; an input no longer than one window is one padded window.
 
 Seams (inpainting). Window k + 1 starts inside window k: its first tokens cover instants window k
 has already generated. While window k + 1 is sampled, those tokens are held on the straight flow
@@ -10,8 +15,10 @@ same as replacing them by `flow.interpolate(x0, prev, t)` after every step; the 
 is generated attending to them (self-attention, Fusion), so sound and picture continue the
 previous window, and at t = 1 the overlap tokens equal window k's exactly (`Engine.sample`).
 
-Stitching. Decoded windows are cross-faded over the overlap: audio with equal-power (sin/cos)
-gains, frames linearly. Output length is the input's own duration: round(duration * rate).
+Joining (`windows.Stitcher`). Decoded windows are cross-faded over the overlap: audio with
+equal-power (sin/cos) gains, frames linearly. Output length is the input's own duration:
+`dub` of T frames gives round(T / fps * 16000) samples, `animate` of S samples gives
+round(S / 16000 * fps) frames.
 
 Memory is bounded by the window: a clip in flight holds one window of input (its `Source`), the
 previous window's tokens, and the decoded part still to be faded (its `Stitcher`); everything
@@ -19,64 +26,29 @@ else goes to its `Sink` as soon as it is final.
 
 Batching. `run_jobs` keeps up to `batch_size` clips in flight and samples the next window of each
 in one batched call; a clip that finishes frees its slot for the next, so clips of different
-lengths share the device. Each clip draws its noise from its own generator: its result does not
-depend on what it was batched with.
+lengths share the device. Each clip draws its noise from its own generator seeded by
+`pipeline.clip_seed`: its result does not depend on what it was batched with.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from . import shutdown
+from .options import Sampling
+from .pipeline import Engine, clip_seed
 from .presets import Preset
-from .windows import WindowPlan, time_quantum  # noqa: F401 - the plan, re-exported
+from .progress import Progress
+from .windows import Stitcher, WindowPlan, pad_window
 
-if TYPE_CHECKING:
-    from .pipeline import Engine
-
-
-def crossfade(tail: np.ndarray, head: np.ndarray, *, equal_power: bool) -> np.ndarray:
-    """Fade from `tail` (the earlier window) to `head` over their common length (axis 0)."""
-    n = len(tail)
-    u = (np.arange(n, dtype=np.float32) + 0.5) / n
-    w_in, w_out = (np.sin(u * np.pi / 2), np.cos(u * np.pi / 2)) if equal_power else (u, 1 - u)
-    shape = (n,) + (1,) * (tail.ndim - 1)
-    mixed = tail.astype(np.float32) * w_out.reshape(shape) + head.astype(np.float32) * w_in.reshape(
-        shape
-    )
-    return mixed.round().clip(0, 255).astype(np.uint8) if tail.dtype == np.uint8 else mixed
-
-
-class Stitcher:
-    """Joins decoded windows along axis 0 into one stream of `total` items, writing each part as
-    soon as no later window can change it."""
-
-    def __init__(self, total: int, write: Callable[[np.ndarray], None], *, equal_power: bool):
-        self.total, self.write, self.equal_power = total, write, equal_power
-        self.pos = 0  # items written so far
-        self.tail: np.ndarray | None = None  # [pos, pos + len(tail)): to fade with the next window
-
-    def add(self, start: int, chunk: np.ndarray, next_start: int | None) -> None:
-        """chunk covers [start, start + len(chunk)); the next window starts at next_start."""
-        if start != self.pos:
-            raise ValueError(f"window starts at {start}, expected {self.pos}")
-        if self.tail is not None and len(self.tail):
-            n = min(len(self.tail), len(chunk))
-            head = crossfade(self.tail[:n], chunk[:n], equal_power=self.equal_power)
-            chunk = np.concatenate([head, chunk[n:]])
-        cut = len(chunk) if next_start is None else next_start - start
-        body = chunk[: max(0, min(cut, self.total - self.pos))]
-        if len(body):
-            self.write(body)
-        self.pos += len(body)
-        self.tail = None if next_start is None else chunk[cut:]
+_DEFAULT = Sampling()
 
 
 class Source(Protocol):
@@ -95,14 +67,6 @@ class Sink(Protocol):
     def finish(self) -> Any: ...
 
     def close(self) -> None: ...
-
-
-def pad_window(data: np.ndarray, n: int, *, hold: bool) -> np.ndarray:
-    """Cut or pad to n items along axis 0: holding the last item (frames) or with zeros (audio)."""
-    if len(data) >= n:
-        return data[:n]
-    pad = [(0, n - len(data))] + [(0, 0)] * (data.ndim - 1)
-    return np.pad(data, pad, mode="edge" if hold and len(data) else "constant")
 
 
 class ArraySource:
@@ -139,53 +103,35 @@ class ArraySink:
         self.chunks = []
 
 
-@dataclass
-class ClipJob:
-    """One clip to generate (one sample of one input)."""
+@dataclass(eq=False)
+class Job:
+    """One clip to generate (one sample of one input), and its state while in flight: the next
+    window, its noise generator and the previous window's tokens."""
 
     direction: str  # "v2a" | "a2v"
     plan: WindowPlan
     source: Source
     sink: Sink
     seed: int
-    prompt: str = ""
-    negative_prompt: str = ""
     tag: Any = None  # the caller's handle
     label: str = ""  # how progress displays name it
     seconds: float = 0.0  # compute time spent on it: its share of each batched round
+    k: int = field(default=0, init=False)  # the next window
+    prev: torch.Tensor | None = field(default=None, init=False)  # (N_gen, token_dim), on device
+    gen: torch.Generator = field(default_factory=torch.Generator, init=False)
+    stitcher: Stitcher | None = field(default=None, init=False)
+    rate: float = field(default=0.0, init=False)  # output items per second
 
-
-class Progress:
-    """Hooks `run_jobs` calls; this base passes sampling steps to `step` if given, no more."""
-
-    def __init__(self, step: Callable[[int, int], None] | None = None) -> None:
-        self._step = step
-
-    def round(self, jobs: list[ClipJob], windows: list[int]) -> None:
-        """A batched sampling round starts: jobs[i] is at window windows[i]."""
-
-    def step(self, done: int, total: int) -> None:
-        """A sampling step of the current round is done."""
-        if self._step is not None:
-            self._step(done, total)
-
-    def finished(self, job: ClipJob) -> None:
-        """A clip is complete (or failed)."""
-
-
-@dataclass
-class _Stream:
-    """A clip in flight: its next window, noise generator and previous window's tokens."""
-
-    job: ClipJob
-    stitcher: Stitcher
-    rate: float  # output items per second
-    k: int = 0
-    prev: torch.Tensor | None = None  # (N_gen, token_dim), on the device
-    gen: torch.Generator = field(default_factory=torch.Generator)
+    def start(self, preset: Preset) -> None:
+        """Seed its noise and open its stitcher: it is in flight from now."""
+        self.rate = preset.audio.sample_rate if self.direction == "v2a" else preset.video.fps
+        self.stitcher = Stitcher(
+            self.plan.total(self.rate), self.sink.write, equal_power=self.direction == "v2a"
+        )
+        self.gen.manual_seed(self.seed)
 
     def close(self) -> None:
-        for part in (self.job.source, self.job.sink):
+        for part in (self.source, self.sink):
             part.close()
 
 
@@ -198,26 +144,25 @@ def _token_rate(preset: Preset, direction: str) -> tuple[Fraction, int]:
 
 
 def _sample_round(
-    engine: Engine, streams: list[_Stream], raws: list[np.ndarray], **opts: Any
+    engine: Engine, jobs: list[Job], raws: list[np.ndarray], sampling: Sampling, **kw: Any
 ) -> torch.Tensor:
-    """Sample the next window of every stream in one batch -> tokens (B, N_gen, token_dim)."""
-    direction = streams[0].job.direction
-    if any(s.job.direction != direction for s in streams):
+    """Sample the next window of every job in one batch -> tokens (B, N_gen, token_dim)."""
+    direction = jobs[0].direction
+    if any(j.direction != direction for j in jobs):
         raise ValueError("one batch mixes v2a and a2v clips")
     (n_gen, d_gen), (n_cnd, d_cnd) = engine.token_shape(direction)
-    x0 = torch.stack([torch.randn(n_gen, d_gen, generator=s.gen) for s in streams])
-    cond_noise = torch.stack([torch.randn(n_cnd, d_cnd, generator=s.gen) for s in streams])
+    x0 = torch.stack([torch.randn(n_gen, d_gen, generator=j.gen) for j in jobs])
+    cond_noise = torch.stack([torch.randn(n_cnd, d_cnd, generator=j.gen) for j in jobs])
     known = mask = None
-    if any(s.prev is not None for s in streams):
+    if any(j.prev is not None for j in jobs):
         rate, per = _token_rate(engine.preset, direction)
-        known = torch.zeros(len(streams), n_gen, d_gen, device=engine.device)
-        mask = torch.zeros(len(streams), n_gen, dtype=torch.bool, device=engine.device)
-        for row, s in enumerate(streams):
-            if s.prev is None:
+        known = torch.zeros(len(jobs), n_gen, d_gen, device=engine.device)
+        mask = torch.zeros(len(jobs), n_gen, dtype=torch.bool, device=engine.device)
+        for row, j in enumerate(jobs):
+            if j.prev is None:
                 continue
-            plan = s.job.plan
-            shift = round((plan.starts[s.k] - plan.starts[s.k - 1]) * rate) * per
-            known[row, : n_gen - shift] = s.prev[shift:]
+            shift = round((j.plan.starts[j.k] - j.plan.starts[j.k - 1]) * rate) * per
+            known[row, : n_gen - shift] = j.prev[shift:]
             mask[row, : n_gen - shift] = True
     cond = engine.encode(direction, torch.from_numpy(np.stack(raws)))
     return engine.sample(
@@ -225,98 +170,155 @@ def _sample_round(
         cond,
         x0=x0,
         cond_noise=cond_noise,
-        prompts=[s.job.prompt for s in streams],
-        negative_prompts=[s.job.negative_prompt for s in streams],
+        prompts=[sampling.prompt] * len(jobs),
+        negative_prompts=[sampling.negative_prompt] * len(jobs),
+        steps=sampling.steps,
+        cfg=sampling.cfg,
+        sampler=sampling.sampler,
         known=known,
         known_mask=mask,
-        **opts,
+        **kw,
     )
 
 
 def run_jobs(
     engine: Engine,
-    jobs: Iterable[ClipJob],
+    jobs: Iterable[Job],
+    sampling: Sampling,
     *,
-    batch_size: int = 8,
-    steps: int | None = None,
-    cfg: float | None = None,
-    sampler: str = "euler",
     progress: Progress | None = None,
-) -> Iterator[tuple[ClipJob, Any]]:
-    """Generate every job, `batch_size` clips at a time; yield (job, sink result or exception)
-    as each finishes. A failing clip (its input, its output) fails alone; a failing batched
-    call fails the clips in that batch. `jobs` is consumed lazily, as slots free up."""
+) -> Iterator[tuple[Job, Any]]:
+    """Generate every job, `sampling.batch_size` clips at a time; yield (job, sink result or
+    exception) as each finishes. A failing clip (its input, its output) fails alone; a failing
+    batched call fails the clips in that batch. `jobs` is consumed lazily, as slots free up."""
     progress = progress or Progress()
     pending, active = iter(jobs), []
-    p = engine.preset
     try:
         while True:
             shutdown.check()  # each round: a SIGTERM that Python dropped stops here
-            while len(active) < batch_size and (job := next(pending, None)) is not None:
-                rate = p.audio.sample_rate if job.direction == "v2a" else p.video.fps
-                stitcher = Stitcher(
-                    job.plan.total(rate), job.sink.write, equal_power=job.direction == "v2a"
-                )
-                stream = _Stream(job, stitcher, rate)
-                stream.gen.manual_seed(job.seed)
-                active.append(stream)
+            while len(active) < sampling.batch_size and (job := next(pending, None)) is not None:
+                job.start(engine.preset)
+                active.append(job)
             if not active:
                 return
             t_round = time.perf_counter()
             ready, raws = [], []
-            for s in list(active):
+            for j in list(active):
                 try:
-                    raws.append(s.job.source.window(s.k))
-                    ready.append(s)
+                    raws.append(j.source.window(j.k))
+                    ready.append(j)
                 except Exception as e:  # its input went bad: that clip only
-                    active.remove(s)
-                    s.close()
-                    progress.finished(s.job)
-                    yield s.job, e
+                    active.remove(j)
+                    j.close()
+                    progress.finished(j)
+                    yield j, e
             if not ready:
                 continue
-            progress.round([s.job for s in ready], [s.k for s in ready])
+            progress.round(ready, [j.k for j in ready])
             try:
-                tokens = _sample_round(
-                    engine,
-                    ready,
-                    raws,
-                    steps=steps,
-                    cfg=cfg,
-                    sampler=sampler,
-                    callback=progress.step,
-                )
-                decoded = engine.decode(ready[0].job.direction, tokens).numpy()
+                tokens = _sample_round(engine, ready, raws, sampling, callback=progress.step)
+                decoded = engine.decode(ready[0].direction, tokens).numpy()
                 share = (time.perf_counter() - t_round) / len(ready)
-                for s in ready:
-                    s.job.seconds += share
+                for j in ready:
+                    j.seconds += share
             except Exception as e:
-                for s in ready:
-                    active.remove(s)
-                    s.close()
-                    progress.finished(s.job)
-                    yield s.job, e
+                for j in ready:
+                    active.remove(j)
+                    j.close()
+                    progress.finished(j)
+                    yield j, e
                 continue
-            for row, s in enumerate(ready):
-                plan = s.job.plan
-                last = s.k == len(plan) - 1
+            for row, j in enumerate(ready):
+                last = j.k == len(j.plan) - 1
                 try:
-                    s.stitcher.add(
-                        plan.index(s.k, s.rate),
+                    j.stitcher.add(
+                        j.plan.index(j.k, j.rate),
                         decoded[row],
-                        None if last else plan.index(s.k + 1, s.rate),
+                        None if last else j.plan.index(j.k + 1, j.rate),
                     )
-                    s.prev, s.k = tokens[row], s.k + 1
+                    j.prev, j.k = tokens[row], j.k + 1
                     if not last:
                         continue
-                    result: Any = s.job.sink.finish()
-                    s.job.source.close()
+                    result: Any = j.sink.finish()
+                    j.source.close()
                 except Exception as e:  # its output went bad
-                    s.close()
+                    j.close()
                     result = e
-                active.remove(s)
-                progress.finished(s.job)
-                yield s.job, result
+                active.remove(j)
+                progress.finished(j)
+                yield j, result
     finally:
-        for s in active:
-            s.close()
+        for j in active:
+            j.close()
+
+
+# ------------------------------------------------------------------------------ media tensors
+
+
+def dub(
+    engine: Engine, frames: torch.Tensor, sampling: Sampling = _DEFAULT, **kw: Any
+) -> torch.Tensor:
+    """Video to audio. frames uint8 (B, T, H, W, 3) at the preset's fps and size -> waveform
+    (B, round(T / fps * 16000)) float32, or (B, samples, S) when samples > 1. Keywords as
+    `generate`."""
+    return generate(engine, "v2a", frames, sampling, **kw)
+
+
+def animate(
+    engine: Engine, wav: torch.Tensor, sampling: Sampling = _DEFAULT, **kw: Any
+) -> torch.Tensor:
+    """Audio to video. wav (B, S) float at 16 kHz -> frames uint8 (B, round(S / 16000 * fps),
+    H, W, 3) at the preset's fps and size, or (B, samples, T, H, W, 3) when samples > 1.
+    Keywords as `generate`."""
+    return generate(engine, "a2v", wav, sampling, **kw)
+
+
+def generate(
+    engine: Engine,
+    direction: str,
+    inputs: torch.Tensor,
+    sampling: Sampling = _DEFAULT,
+    *,
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
+    samples: int = 1,
+    callback: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Media tensors of any length in, media of the same duration out (see `dub`, `animate`).
+
+    seed: the base seed of clip i's sample j is clip_seed(seed, i, j); seeds (one per clip)
+    override it as clip_seed(seeds[i], 0, j). callback: (steps done, total) of each round.
+    """
+    p = engine.preset
+    if direction == "v2a" and (inputs.dim() != 5 or inputs.dtype != torch.uint8):
+        raise ValueError(f"dub wants uint8 frames (B, T, H, W, 3), got {tuple(inputs.shape)}")
+    if direction == "a2v" and inputs.dim() != 2:
+        raise ValueError(f"animate wants a waveform (B, S), got {tuple(inputs.shape)}")
+    rate = p.video.fps if direction == "v2a" else p.audio.sample_rate
+    if seeds is not None and len(seeds) != inputs.shape[0]:
+        raise ValueError(f"{len(seeds)} seeds for {inputs.shape[0]} clips")
+    plan = WindowPlan.make(p, inputs.shape[1] / rate, overlap=sampling.overlap)
+    host = inputs.cpu().numpy()
+    jobs = [
+        Job(
+            direction,
+            plan,
+            ArraySource(host[i], plan, p, direction),
+            ArraySink(),
+            clip_seed(seed, i, j) if seeds is None else clip_seed(seeds[i], 0, j),
+            tag=(i, j),
+        )
+        for i in range(inputs.shape[0])
+        for j in range(samples)
+    ]
+    out: dict[Any, np.ndarray] = {}
+    for job, result in run_jobs(engine, jobs, sampling, progress=Progress(step=callback)):
+        if isinstance(result, BaseException):
+            raise result
+        out[job.tag] = result
+    rows = [
+        torch.from_numpy(np.stack([out[(i, j)] for j in range(samples)]))
+        for i in range(inputs.shape[0])
+    ]
+    stacked = torch.stack(rows)  # (B, samples, ...)
+    return stacked[:, 0] if samples == 1 else stacked

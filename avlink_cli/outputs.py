@@ -1,6 +1,6 @@
 """Where dub/animate outputs go and how they are written: output names, the checks made before
-any work, atomic writes of generated samples (in memory or streamed to temporary files), and the
-JSONL manifest of a batch run.
+any work, the sinks that stream generated windows to temporary files, the atomic write of each
+sample from those files, the record of each input (--json), and the JSONL manifest of a batch.
 
 Names: ``clip.mp4`` -> ``clip.dubbed.mp4`` beside it (or in the ``-o`` folder); ``drums.wav`` ->
 ``drums.animated.mp4``; several samples put their index before the suffix (``clip.dubbed.0.mp4``).
@@ -13,7 +13,8 @@ import contextlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,18 +54,64 @@ ANIMATE = Task("animate", AUDIO_INPUTS, media.VIDEO_SUFFIXES, "animated")
 
 @dataclass
 class Generated:
-    """One generated sample at the input's duration: a waveform (dub) or frames (animate), in
-    memory or in a temporary file (a float WAV; raw uint8 frames (T, H, W, 3))."""
+    """One generated sample at the input's duration, in a temporary file: a float WAV (dub) or
+    raw uint8 frames (T, H, W, 3) (animate)."""
 
-    wav: np.ndarray | None = None  # (S,) float32 in [-1, 1]
-    sample_rate: int | None = None
-    frames: np.ndarray | None = None  # (T, H, W, 3) uint8, frame k at k / fps
-    fps: float | None = None
     wav_path: Path | None = None
+    sample_rate: int | None = None
     frames_path: Path | None = None
     n_frames: int = 0
+    fps: float | None = None
     size: tuple[int, int] | None = None  # (H, W) of the frames in frames_path
     seconds: float = 0.0  # compute time spent generating it
+
+
+class WavSink:
+    """Generated audio to a float WAV at the model's rate (media.sound finishes it: loudness,
+    peaks, the input's own soundtrack)."""
+
+    def __init__(self, path: Path, sample_rate: int):
+        import soundfile as sf
+
+        self.path, self.sample_rate = path, sample_rate
+        self.file = sf.SoundFile(path, "w", samplerate=sample_rate, channels=1, subtype="FLOAT")
+
+    def write(self, chunk: np.ndarray) -> None:
+        self.file.write(chunk.astype(np.float32))
+
+    def finish(self) -> Generated:
+        self.file.close()
+        return Generated(wav_path=self.path, sample_rate=self.sample_rate)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class FramesSink:
+    """Generated frames to a raw uint8 file (T, H, W, 3), read back by `iter_frames`."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]):
+        self.path, self.fps, self.size, self.count = path, fps, size, 0
+        self.file = open(path, "wb")  # noqa: SIM115 - closed by finish/close
+
+    def write(self, chunk: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(chunk, np.uint8).tobytes())
+        self.count += len(chunk)
+
+    def finish(self) -> Generated:
+        self.file.close()
+        return Generated(frames_path=self.path, n_frames=self.count, fps=self.fps, size=self.size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def iter_frames(path: Path, hw: tuple[int, int], *, chunk: int = 64) -> Iterator[np.ndarray]:
+    """Read a raw uint8 frame file back as (T, H, W, 3) chunks of at most `chunk` frames."""
+    frame_bytes = hw[0] * hw[1] * 3
+    with open(path, "rb") as f:
+        while buf := f.read(chunk * frame_bytes):
+            yield np.frombuffer(buf, np.uint8).reshape(-1, *hw, 3)
 
 
 def plan_outputs(
@@ -153,28 +200,56 @@ def write(
     as media.sound finishes it (loudness, peaks, rate, the input's own soundtrack), animate's
     frames with the input's sound, scaled to ``size`` (width, height; nearest neighbour) when
     given. Returns what dub wrote."""
-    from avlink_cli import streaming
-
     if task is DUB:
         sound = dict(original=original, mix_gain=mix_gain, sample_rate=sample_rate)
         sound |= dict(metadata=metadata, overwrite=overwrite)
-        if g.wav_path is not None:
-            return media.write_dub(info, g.wav_path, out, **sound)
-        return media.mux_audio(info.path, g.wav, g.sample_rate, out, **sound)
-    frames = streaming.iter_frames(g.frames_path, g.size) if g.frames_path is not None else g.frames
-    n_frames = g.n_frames if g.frames_path is not None else len(g.frames)
+        return media.write_dub(info, g.wav_path, out, **sound)
     with scratch_dir() as td:  # claimed: removed by a later run if this one is killed
         silent = td / f"video{out.suffix}"
-        media.write_video(silent, frames, g.fps, scale=size)
+        media.write_video(silent, iter_frames(g.frames_path, g.size), g.fps, scale=size)
         media.mux_input_audio(
             silent,
             info.path,
             out,
-            duration=n_frames / g.fps,
+            duration=g.n_frames / g.fps,
             metadata=metadata,
             overwrite=overwrite,
         )
     return None
+
+
+@dataclass
+class Result:
+    """The outcome for one input; `record()` is what --json prints (one JSON line)."""
+
+    input: str
+    outputs: list[str] = field(default_factory=list)
+    status: str = "ok"  # "ok" | "skipped" (its outputs exist) | "error"
+    error: str | None = None
+    seconds: float = 0.0  # this input's own time: probe, its share of the sampling, writing
+    kind: str = "input"  # what failed: "input" (names its file), "model" or "internal"
+    duration: float = 0.0  # seconds of media generated (for the summary)
+    media_duration: float | None = None  # the input's duration
+    provenance: dict[str, Any] = field(default_factory=dict)  # model, seeds, steps, ...
+    notes: list[str] = field(default_factory=list)  # said on stderr (unless -q)
+
+    def record(self) -> dict:
+        rec: dict[str, Any] = {"type": "result", "input": self.input}
+        rec["output"] = self.outputs[0] if self.outputs else None
+        if len(self.outputs) > 1:
+            rec["outputs"] = self.outputs
+        rec |= {"status": self.status, "error": self.error, "seconds": round(self.seconds, 3)}
+        duration = None if self.media_duration is None else round(self.media_duration, 3)
+        return rec | {"duration": duration} | self.provenance
+
+
+def summary_record(results: list[Result], wall: float) -> dict[str, Any]:
+    """The final --json line of a batch: counts, wall time and media seconds generated."""
+    count = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "error")}
+    generated = round(sum(r.duration for r in results if r.status == "ok"), 3)
+    return {"type": "summary", "inputs": len(results), **count, "wall_seconds": round(wall, 3)} | {
+        "media_seconds": generated
+    }
 
 
 def default_manifest(output: str | None, plans: list[list[Path]]) -> Path | None:

@@ -1,18 +1,13 @@
-"""Inference: batched tensors in, tensors out.
+"""Inference of one window: batched tensors in, tensors out.
 
 `Engine` holds a loaded AV-Link model on a device in a compute dtype, and the vocoder (the model
-folder's neural vocoder, else Griffin-Lim). Two levels:
-
-- `Engine.sample(direction, cond, ...)`: one window of the model's clip length, tokens in and
-  tokens out, with optional inpainting of known tokens (how long inputs continue across a seam,
-  see `longform`);
-- `Engine.dub(frames)` / `Engine.animate(wav)`: media tensors of any length in, media tensors of
-  the same duration out (windowed by `longform` when longer than one clip).
+folder's neural vocoder, else Griffin-Lim). It knows one window of the model's clip length:
+`encode` (media -> conditioning tokens), `sample` (tokens in and tokens out, with optional
+inpainting of known tokens: how long inputs continue across a seam) and `decode` (tokens ->
+media). Media of any length is `longform.dub` / `longform.animate`, which cut it into windows.
 
 Time conventions. Flow time t: 0 is noise, 1 is data (flow.py). Media time: frame k of a video at
-the preset's fps is at k / fps seconds, sample n of a waveform at n / 16000. Outputs cover the
-input's own duration: `dub` of T frames gives round(T / fps * 16000) samples, `animate` of S
-samples gives round(S / 16000 * fps) frames.
+the preset's fps is at k / fps seconds, sample n of a waveform at n / 16000.
 
 Seeds: every clip draws its noise from its own CPU generator seeded by `clip_seed(base, key,
 sample)`, so a clip's output does not depend on what it was batched with, nor on the device's
@@ -30,50 +25,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from . import flow
 from .avlink import AVLink
 from .codecs import GriffinLim, tokens_to_mel, tokens_to_video, video_to_tokens, wav_to_tokens
+from .devices import resolve_device, resolve_dtype
 from .presets import Preset
 
 DEFAULT_STEPS = 25
 DEFAULT_CFG = 3.0
 StepFn = Callable[[int, int], None]  # (steps done, total steps)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """auto|cpu|cuda|mps -> a torch device; auto prefers CUDA (this rank's GPU under torchrun)."""
-    import os
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA GPU is available")
-        return torch.device(
-            "cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count()
-        )
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("--device mps: MPS is not available")
-    return torch.device(name)
-
-
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto|float32|bfloat16|float16 -> a dtype; auto is bf16 on CUDA, float32 elsewhere."""
-    if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if name not in dtypes:
-        raise ValueError(f"unknown dtype {name!r}; use one of auto, {', '.join(dtypes)}")
-    return dtypes[name]
 
 
 def clip_seed(base: int, key: str | int, sample: int = 0) -> int:
@@ -323,85 +286,3 @@ class Engine:
         if known is not None and known_mask is not None:
             x = torch.where(mask[..., None], known, x)  # exact at t = 1, not only to rounding
         return x
-
-    # --- media of any length -------------------------------------------------------------------
-    def dub(self, frames: Tensor, **kw: Any) -> Tensor:
-        """Video to audio. frames uint8 (B, T, H, W, 3) at the preset's fps and size -> waveform
-        (B, round(T / fps * 16000)) float32, or (B, samples, S) when samples > 1.
-
-        Keywords: seed (base), seeds (one per clip, overriding the base), samples, prompt,
-        negative_prompt, steps, cfg, sampler, overlap (seconds), batch_size (clips sampled
-        together; default all), callback (steps done, total).
-        """
-        return self._generate("v2a", frames, **kw)
-
-    def animate(self, wav: Tensor, **kw: Any) -> Tensor:
-        """Audio to video. wav (B, S) float at 16 kHz -> frames uint8 (B, round(S / 16000 * fps),
-        H, W, 3) at the preset's fps and size, or (B, samples, T, H, W, 3) when samples > 1.
-        Keywords as `dub`."""
-        return self._generate("a2v", wav, **kw)
-
-    def _generate(
-        self,
-        direction: str,
-        inputs: Tensor,
-        *,
-        seed: int = 0,
-        seeds: Sequence[int] | None = None,
-        samples: int = 1,
-        prompt: str = "",
-        negative_prompt: str = "",
-        steps: int | None = None,
-        cfg: float | None = None,
-        sampler: str = "euler",
-        overlap: float = 1.0,
-        batch_size: int | None = None,
-        callback: StepFn | None = None,
-    ) -> Tensor:
-        from .longform import ArraySink, ArraySource, ClipJob, Progress, WindowPlan, run_jobs
-
-        p = self.preset
-        if direction == "v2a" and (inputs.dim() != 5 or inputs.dtype != torch.uint8):
-            raise ValueError(f"dub wants uint8 frames (B, T, H, W, 3), got {tuple(inputs.shape)}")
-        if direction == "a2v" and inputs.dim() != 2:
-            raise ValueError(f"animate wants a waveform (B, S), got {tuple(inputs.shape)}")
-        rate = p.video.fps if direction == "v2a" else p.audio.sample_rate
-        duration = inputs.shape[1] / rate
-        if seeds is not None and len(seeds) != inputs.shape[0]:
-            raise ValueError(f"{len(seeds)} seeds for {inputs.shape[0]} clips")
-        plan = WindowPlan.make(p, duration, overlap=overlap)
-        host = inputs.cpu().numpy()
-        jobs = [
-            ClipJob(
-                direction=direction,
-                plan=plan,
-                source=ArraySource(host[i], plan, p, direction),
-                sink=ArraySink(),
-                seed=clip_seed(seed, i, j) if seeds is None else clip_seed(seeds[i], 0, j),
-                prompt=prompt,
-                negative_prompt=negative_prompt,
-                tag=(i, j),
-            )
-            for i in range(inputs.shape[0])
-            for j in range(samples)
-        ]
-        progress = Progress(step=callback)
-        out: dict[Any, np.ndarray] = {}
-        for job, result in run_jobs(
-            self,
-            jobs,
-            batch_size=batch_size or len(jobs),
-            steps=steps,
-            cfg=cfg,
-            sampler=sampler,
-            progress=progress,
-        ):
-            if isinstance(result, BaseException):
-                raise result
-            out[job.tag] = result
-        rows = [
-            torch.from_numpy(np.stack([out[(i, j)] for j in range(samples)]))
-            for i in range(inputs.shape[0])
-        ]
-        stacked = torch.stack(rows)  # (B, samples, ...)
-        return stacked[:, 0] if samples == 1 else stacked

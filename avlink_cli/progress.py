@@ -1,4 +1,6 @@
-"""What a dub/animate run shows on stderr: a live rich progress display and a closing summary.
+"""What a dub/animate run reports as it goes: the `Progress` protocol every layer calls (inputs
+started and done, batched sampling rounds, steps, clips finished), the live rich display the CLI
+shows on stderr, and the closing summary.
 
 The display has one bar for the inputs of this run (this shard under torchrun), one bar per clip
 in flight (its windows; a long input has many), and one for the sampling steps of the batched
@@ -8,12 +10,38 @@ runs ahead of the device: the sampling loop never waits for it (no host-device s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from .batch import BatchProgress, Result
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from .outputs import Result
+
+
+class Progress:
+    """Hooks a run calls as it goes; this base does nothing, but passes sampling steps to `step`
+    when given one (a callable (steps done, total steps))."""
+
+    def __init__(self, step: Callable[[int, int], None] | None = None) -> None:
+        self._step = step
+
+    def start(self, total: int) -> None:
+        """`total` inputs will be reported."""
+
+    def done(self, res: Result) -> None:
+        """One input is finished (ok, skipped or failed)."""
+
+    def round(self, jobs: list, windows: list[int]) -> None:
+        """A batched sampling round starts: jobs[i] is at window windows[i]."""
+
+    def step(self, done: int, total: int) -> None:
+        """A sampling step of the current round is done."""
+        if self._step is not None:
+            self._step(done, total)
+
+    def finished(self, job: Any) -> None:
+        """A clip (one sample of one input) is complete, or failed."""
 
 
 def _label(job: Any) -> str:
@@ -21,19 +49,20 @@ def _label(job: Any) -> str:
     return name if len(name) <= 28 else name[:12] + "…" + name[-15:]
 
 
-class RichProgress(BatchProgress):
+class RichProgress(Progress):
     """Live bars: inputs done, windows of each clip in flight, steps of the current round."""
 
     def __init__(self, console: Console) -> None:
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            Progress,
             TextColumn,
             TimeElapsedColumn,
         )
+        from rich.progress import Progress as Bars
 
-        self.bar = Progress(
+        super().__init__()
+        self.bar = Bars(
             TextColumn("{task.description:<30}"),
             BarColumn(),
             MofNCompleteColumn(),

@@ -18,7 +18,7 @@ import torch
 
 from avlink_cli.avlink import Ablation, AVLink
 from avlink_cli.checkpoint import load_model, save_model
-from avlink_cli.commands import ABLATIONS
+from avlink_cli.train_commands import ABLATIONS
 
 # the published design, then one variant per `avlink train --ablation` switch
 VARIANTS = {"default": Ablation()} | {

@@ -2,7 +2,7 @@
 
 1. CUDA-graph replay of the velocity call gives the eager result; 2. the sampling loop makes no
 host-device synchronisation (torch.cuda.set_sync_debug_mode("error") around flow.sample), with
-CFG and with inpainting; 3. Engine.dub / animate on the device; 4. `avlink bench` numbers for the
+CFG and with inpainting; 3. longform.dub / animate on the device; 4. `avlink bench` numbers for the
 paper and avsynth-s presets: eager, --cuda-graphs, --compile. One JSON line per result.
 """
 
@@ -14,8 +14,9 @@ import time
 
 import torch
 
-from avlink_cli import bench, flow, pipeline
+from avlink_cli import bench, flow, longform, pipeline
 from avlink_cli.avlink import AVLink
+from avlink_cli.options import Sampling
 from avlink_cli.presets import AVSYNTH_S, TINY
 
 CPU = "--cpu" in sys.argv
@@ -122,8 +123,8 @@ frames = torch.randint(
     (2, int(preset.n_frames * 2.5), preset.video.height, preset.video.width, 3),
     dtype=torch.uint8,
 )
-wav = eng.dub(frames, steps=4)
-vid = eng.animate(torch.randn(2, int(preset.n_samples * 1.7)) * 0.1, steps=4)
+wav = longform.dub(eng, frames, Sampling(steps=4))
+vid = longform.animate(eng, torch.randn(2, int(preset.n_samples * 1.7)) * 0.1, Sampling(steps=4))
 out(
     check="engine_media",
     wav=list(wav.shape),

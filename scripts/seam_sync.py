@@ -22,10 +22,12 @@ import numpy as np
 
 from avlink_cli import batch, evaluate, metrics
 from avlink_cli.hub import resolve_model
-from avlink_cli.longform import WindowPlan
+from avlink_cli.options import GenOptions, ModelOptions, Sampling
+from avlink_cli.outputs import DUB
 from avlink_cli.presets import Preset
 from avlink_cli.synth import ClipSpec, render_clip
 from avlink_cli.synth.dataset import write_clip
+from avlink_cli.windows import WindowPlan
 
 
 def seam_times(plan: WindowPlan) -> np.ndarray:
@@ -69,9 +71,9 @@ def main() -> None:
         path = inputs / f"long-{seed:03d}.mp4"
         if not path.exists():
             write_clip(render_clip(spec, seed, "test"), path)
-    gen = batch.GenOptions(steps=args.steps, overlap=args.overlap)
-    opts = batch.ModelOptions(args.model, device=args.device)
-    for res in batch.run(batch.DUB, [str(inputs)], str(outputs), gen=gen, opts=opts):
+    gen = GenOptions(Sampling(steps=args.steps, overlap=args.overlap))
+    opts = ModelOptions(args.model, device=args.device)
+    for res in batch.run(DUB, [str(inputs)], str(outputs), gen=gen, opts=opts):
         print(json.dumps(res.record()), flush=True)
 
     plan = WindowPlan.make(preset, args.duration, overlap=args.overlap)

@@ -149,3 +149,11 @@ def make_clip(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
 def fixtures_dir() -> Path:
     """tests/fixtures: real footage (see CREDITS.md there)."""
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny-preset model folder with random weights (tiny_model.py): the real model, fast."""
+    from tiny_model import make_model_folder
+
+    return make_model_folder(tmp_path_factory.mktemp("model") / "tiny")

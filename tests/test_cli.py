@@ -1,8 +1,8 @@
 """The avlink CLI: fast help, bad input handling, batches, output naming, exit codes.
 
-Most tests run through typer's CliRunner; a few as a real ``python -m avlink_cli`` process. A
-stand-in model (``fake_model``) makes sine waves and flat frames so that the whole path from
-input to written file runs without weights.
+Most tests run through typer's CliRunner; a few as a real ``python -m avlink_cli`` process. The
+working runs take the path users take, with a real model: ``tiny_model`` (conftest.py), a
+tiny-preset folder with random weights.
 """
 
 from __future__ import annotations
@@ -15,40 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from conftest import packet_md5s
 from typer.testing import CliRunner
 
-from avlink_cli import batch, media
+from avlink_cli import batch, media, outputs
 from avlink_cli.cli import app
+from avlink_cli.pipeline import Engine
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-class FakeModel:
-    """Generates a 1 kHz sine (dub) or flat grey frames at 8 fps (animate), input-long."""
-
-    def __init__(self, fail_with: Exception | None = None):
-        self.fail_with = fail_with
-
-    def dub(self, info, gen, seed):
-        if self.fail_with:
-            raise self.fail_with
-        t = np.arange(round(info.duration * 16_000)) / 16_000
-        wav = (0.3 * np.sin(2 * np.pi * 1000 * t)).astype(np.float32)
-        return [batch.Generated(wav=wav, sample_rate=16_000) for _ in range(gen.samples)]
-
-    def animate(self, info, gen, seed):
-        frames = np.full((round(info.duration * 8), 32, 48, 3), 128, np.uint8)
-        return [batch.Generated(frames=frames, fps=8.0) for _ in range(gen.samples)]
-
-
-@pytest.fixture
-def fake_model(monkeypatch):
-    model = FakeModel()
-    monkeypatch.setattr(batch, "load_model", lambda opts: model)
-    return model
 
 
 def invoke(*args: str):
@@ -152,22 +127,23 @@ def test_output_folder_read_only(clips, tmp_path):
     assert res.exit_code == 1 and "not writable" in res.stderr
 
 
-def test_existing_output_is_skipped_unless_overwrite(clips, fake_model):
+def test_existing_output_is_skipped_unless_overwrite(clips, tiny_model):
     out = clips / "clip.dubbed.mp4"
     out.write_bytes(b"precious")
-    res = invoke("dub", clips / "clip.mp4")  # a single input too: skipped, exit 0 (shell loops)
+    # a single input too: skipped, exit 0 (shell loops)
+    res = invoke("dub", clips / "clip.mp4", "-m", tiny_model)
     assert res.exit_code == 0 and res.stdout == ""
     assert err_lines(res) == [f"skipped: {out} exists (--overwrite replaces it)"]
     assert out.read_bytes() == b"precious"
-    assert invoke("dub", clips / "clip.mp4", "-q").stderr == ""
-    res = invoke("dub", clips / "clip.mp4", "--overwrite")
+    assert invoke("dub", clips / "clip.mp4", "-q", "-m", tiny_model).stderr == ""
+    res = invoke("dub", clips / "clip.mp4", "--overwrite", "-m", tiny_model)
     assert res.exit_code == 0, res.output
     assert media.probe(out).has_audio
 
 
-def test_output_path_is_a_folder(clips, fake_model):
+def test_output_path_is_a_folder(clips, tiny_model):
     (clips / "clip.dubbed.mp4").mkdir()
-    res = invoke("dub", clips / "clip.mp4")
+    res = invoke("dub", clips / "clip.mp4", "-m", tiny_model)
     assert res.exit_code == 1 and "clip.dubbed.mp4: is a folder" in res.stderr
 
 
@@ -204,58 +180,99 @@ def test_validation_comes_before_the_model(clips):
     ]
 
 
-def test_internal_error_one_line_unless_debug(clips, monkeypatch):
-    monkeypatch.setattr(batch, "load_model", lambda o: FakeModel(RuntimeError("boom")))
-    res = invoke("dub", clips / "clip.mp4")
+def test_internal_error_one_line_unless_debug(clips, tiny_model, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Engine, "sample", boom)
+    res = invoke("dub", clips / "clip.mp4", "-m", tiny_model)
     assert res.exit_code == 1 and err_lines(res) == [
         f"error: {clips / 'clip.mp4'}: RuntimeError: boom"
     ]
-    res = invoke("dub", clips / "clip.mp4", "--debug")
+    res = invoke("dub", clips / "clip.mp4", "-m", tiny_model, "--debug")
     assert res.exit_code == 1 and "Traceback" in res.stderr and "boom" in res.stderr
 
 
 # ------------------------------------------------------------------------------------ working runs
 
 
-def test_dub_default_name_copies_video(clips, fake_model):
-    res = invoke("dub", clips / "clip.mp4")
+def test_dub_default_name_copies_video(clips, tiny_model):
+    res = invoke("dub", clips / "clip.mp4", "-m", tiny_model)
     assert res.exit_code == 0, res.output
     out = clips / "clip.dubbed.mp4"
     assert packet_md5s(out) == packet_md5s(clips / "clip.mp4")
     assert abs(media.probe(out).duration - media.probe(clips / "clip.mp4").duration) < 0.04
 
 
-def test_dub_to_audio_mix_and_samples(clips, fake_model, tmp_path):
-    res = invoke("dub", clips / "clip.mp4", "-o", tmp_path / "a.flac", "--samples", "2")
+def test_dub_to_audio_mix_and_samples(clips, tiny_model, tmp_path):
+    res = invoke(
+        "dub", clips / "clip.mp4", "-o", tmp_path / "a.flac", "--samples", "2", "-m", tiny_model
+    )
     assert res.exit_code == 0, res.output
     assert sorted(p.name for p in tmp_path.glob("a.*")) == ["a.0.flac", "a.1.flac"]
-    res = invoke("dub", clips / "clip.mp4", "-o", tmp_path / "m.mkv", "--mix-original", "0.5")
+    res = invoke(
+        "dub",
+        clips / "clip.mp4",
+        "-o",
+        tmp_path / "m.mkv",
+        "--mix-original",
+        "0.5",
+        "-m",
+        tiny_model,
+    )
     assert res.exit_code == 0 and media.probe(tmp_path / "m.mkv").has_audio
-    res = invoke("dub", clips / "silent.mp4", "-o", tmp_path / "n.mp4", "--mix-original", "0.5")
+    res = invoke(
+        "dub",
+        clips / "silent.mp4",
+        "-o",
+        tmp_path / "n.mp4",
+        "--mix-original",
+        "0.5",
+        "-m",
+        tiny_model,
+    )
     assert res.exit_code == 1 and "no soundtrack" in res.stderr
 
 
-def test_animate_default_name(clips, fake_model):
-    res = invoke("animate", clips / "drums.wav")
+def test_animate_default_name(clips, tiny_model):
+    res = invoke("animate", clips / "drums.wav", "-m", tiny_model)
     assert res.exit_code == 0, res.output
     info = media.probe(clips / "drums.animated.mp4")
     assert info.has_video and info.has_audio and info.n_frames == 8
 
 
-def test_animate_size_scales_only_the_written_video(clips, fake_model, tmp_path):
-    res = invoke("animate", clips / "drums.wav", "-o", tmp_path / "big.mp4", "--size", "64x48")
+def test_animate_size_scales_only_the_written_video(clips, tiny_model, tmp_path):
+    res = invoke(
+        "animate",
+        clips / "drums.wav",
+        "-o",
+        tmp_path / "big.mp4",
+        "--size",
+        "64x48",
+        "-m",
+        tiny_model,
+    )
     assert res.exit_code == 0, res.output
     info = media.probe(tmp_path / "big.mp4")
     assert info.display_hw == (48, 64) and info.n_frames == 8 and info.has_audio
     for bad in ("64", "63x48", "0x0", "64x48x2"):
-        res = invoke("animate", clips / "drums.wav", "-o", tmp_path / "x.mp4", "--size", bad)
+        res = invoke(
+            "animate",
+            clips / "drums.wav",
+            "-o",
+            tmp_path / "x.mp4",
+            "--size",
+            bad,
+            "-m",
+            tiny_model,
+        )
         assert res.exit_code == 2 and not (tmp_path / "x.mp4").exists()
 
 
-def test_batch_goes_on_and_reports_at_the_end(clips, fake_model, tmp_path):
+def test_batch_goes_on_and_reports_at_the_end(clips, tiny_model, tmp_path):
     (clips / "broken.mp4").write_text("nope")
     out = tmp_path / "out"
-    res = invoke("dub", clips, "-o", out, "--json")
+    res = invoke("dub", clips, "-o", out, "--json", "-m", tiny_model)
     assert res.exit_code == 1
     *records, total = [json.loads(ln) for ln in res.stdout.splitlines()]
     assert total == total | {"type": "summary", "inputs": 3, "ok": 2, "error": 1, "skipped": 0}
@@ -273,7 +290,7 @@ def test_batch_goes_on_and_reports_at_the_end(clips, fake_model, tmp_path):
     assert lines[-1].startswith("error: 1 of 3 inputs failed") and "broken.mp4" in lines[-1]
     # a second run over the same folder skips the outputs that exist (resume); the bad file
     # still fails
-    res = invoke("dub", clips / "*.mp4", "-o", out, "--json")
+    res = invoke("dub", clips / "*.mp4", "-o", out, "--json", "-m", tiny_model)
     lines = [json.loads(ln) for ln in res.stdout.splitlines()]
     records = {Path(r["input"]).name: r for r in lines if r["type"] == "result"}
     assert res.exit_code == 1 and "already exists" not in res.stderr
@@ -286,12 +303,12 @@ def test_one_output_file_for_many_inputs_is_refused(clips):
 
 
 def test_plan_outputs_names():
-    plan = batch.plan_outputs
-    assert plan([Path("a/clip.mp4")], None, batch.DUB, 1) == [[Path("a/clip.dubbed.mp4")]]
-    assert plan([Path("clip.avi")], None, batch.DUB, 1) == [[Path("clip.dubbed.mkv")]]
-    assert plan([Path("drums.wav")], None, batch.ANIMATE, 1) == [[Path("drums.animated.mp4")]]
-    assert plan([Path("drums.wav")], "o/", batch.ANIMATE, 1) == [[Path("o/drums.animated.mp4")]]
-    assert plan([Path("c.mp4")], "x.wav", batch.DUB, 2) == [[Path("x.0.wav"), Path("x.1.wav")]]
+    plan, dub, animate = outputs.plan_outputs, outputs.DUB, outputs.ANIMATE
+    assert plan([Path("a/clip.mp4")], None, dub, 1) == [[Path("a/clip.dubbed.mp4")]]
+    assert plan([Path("clip.avi")], None, dub, 1) == [[Path("clip.dubbed.mkv")]]
+    assert plan([Path("drums.wav")], None, animate, 1) == [[Path("drums.animated.mp4")]]
+    assert plan([Path("drums.wav")], "o/", animate, 1) == [[Path("o/drums.animated.mp4")]]
+    assert plan([Path("c.mp4")], "x.wav", dub, 2) == [[Path("x.0.wav"), Path("x.1.wav")]]
 
 
 # ------------------------------------------------------------------------------------ subprocess
@@ -314,11 +331,15 @@ def test_real_process_bad_inputs(tmp_path, make_clip):
     assert res.returncode == 2
 
 
-def test_preview_png_beside_each_output(clips, fake_model, tmp_path):
-    res = invoke("dub", clips / "clip.mp4", "-o", tmp_path / "d.mp4", "--preview", "--json")
+def test_preview_png_beside_each_output(clips, tiny_model, tmp_path):
+    res = invoke(
+        "dub", clips / "clip.mp4", "-o", tmp_path / "d.mp4", "--preview", "--json", "-m", tiny_model
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["previews"] == [str(tmp_path / "d.png")]
-    res = invoke("animate", clips / "drums.wav", "-o", tmp_path / "a.mp4", "--preview")
+    res = invoke(
+        "animate", clips / "drums.wav", "-o", tmp_path / "a.mp4", "--preview", "-m", tiny_model
+    )
     assert res.exit_code == 0, res.output
     for name in ("d.png", "a.png"):
         data = (tmp_path / name).read_bytes()
@@ -329,10 +350,10 @@ def test_preview_png_beside_each_output(clips, fake_model, tmp_path):
 
 
 @pytest.mark.parametrize(("layout", "channels"), [("stereo", 2), ("7.1", 8)])
-def test_animate_keeps_the_inputs_channels(make_clip, tmp_path, fake_model, layout, channels):
+def test_animate_keeps_the_inputs_channels(make_clip, tmp_path, tiny_model, layout, channels):
     src = tmp_path / f"{layout}.wav"
     shutil.copy(make_clip(fps=None, audio_rate=44_100, layout=layout, ext=".wav"), src)
-    res = invoke("animate", src)
+    res = invoke("animate", src, "-m", tiny_model)
     assert res.exit_code == 0, res.output
     info = media.probe(tmp_path / f"{layout}.animated.mp4")
     assert (info.channels, info.sample_rate) == (channels, media.VIDEO_RATE)
@@ -355,8 +376,8 @@ TINY_TRAIN += ["--val-clips", "1", "--workers", "1", "--cache", "{cache}", "--de
         [*TINY_TRAIN, "--time-limit", "inf"],
     ],
 )
-def test_inf_and_nan_are_usage_errors(clips, tmp_path, fake_model, args):
-    # (were the check to go, each command would be quick: fake model, tiny preset, one step)
+def test_inf_and_nan_are_usage_errors(clips, tmp_path, args):
+    # (each refuses before any model loads: tiny preset and one step, were the check to go)
     paths = {"clip": clips / "clip.mp4", "wav": clips / "drums.wav", "out": tmp_path / "m"}
     paths["cache"] = tmp_path / "cache"
     res = invoke(*(a.format(**paths) for a in args))
@@ -398,10 +419,10 @@ def test_overlap_is_a_usage_error_within_seconds_for_the_default_model(make_clip
 
 
 @pytest.mark.parametrize("size", [(2, 2), (1, 1)])
-def test_a_tiny_video_is_dubbed(make_clip, tmp_path, fake_model, size):
+def test_a_tiny_video_is_dubbed(make_clip, tmp_path, tiny_model, size):
     clip = tmp_path / "tiny.mp4"
     shutil.copy(make_clip(fps=10, duration=1.0, size=size, pattern="testsrc"), clip)
-    res = invoke("dub", clip)
+    res = invoke("dub", clip, "-m", tiny_model)
     assert res.exit_code == 0, res.output
     assert packet_md5s(tmp_path / "tiny.dubbed.mp4") == packet_md5s(clip)
 
@@ -432,13 +453,13 @@ def read_only_folder(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["folder", "file"])
-def test_unwritable_output_folder_is_one_line(clips, read_only_folder, fake_model, target):
+def test_unwritable_output_folder_is_one_line(clips, read_only_folder, tiny_model, target):
     """The same message for `-o ro/` (a batch: outputs and manifest) as for `-o ro/x.mp4`."""
     ro = read_only_folder
     out = ro if target == "folder" else ro / "x.mp4"
-    res = invoke("dub", clips / "clip.mp4", clips / "silent.mp4", "-o", out)
+    res = invoke("dub", clips / "clip.mp4", clips / "silent.mp4", "-o", out, "-m", tiny_model)
     if target == "file":
-        res = invoke("dub", clips / "clip.mp4", "-o", out)
+        res = invoke("dub", clips / "clip.mp4", "-o", out, "-m", tiny_model)
     assert res.exit_code == 1
     (line,) = err_lines(res)
     name = "avlink-manifest.jsonl" if target == "folder" else "x.mp4"
@@ -447,19 +468,20 @@ def test_unwritable_output_folder_is_one_line(clips, read_only_folder, fake_mode
     assert list(ro.iterdir()) == []
 
 
-def test_hidden_files_and_partial_outputs_are_not_inputs(clips, fake_model):
+def test_hidden_files_and_partial_outputs_are_not_inputs(clips, tiny_model):
     """What a killed run left (`.clip.dubbed.<rand>.mp4` of older versions, or a claimed
     temporary output) and any hidden file are skipped in folders and globs."""
     for name in (".clip.dubbed.abc123.mp4", ".clip.dubbed.x1y2.avlink-part.mp4", ".hidden.mp4"):
         shutil.copy(clips / "clip.mp4", clips / name)
-    res = invoke("dub", clips, "--json")
+    res = invoke("dub", clips, "--json", "-m", tiny_model)
     assert res.exit_code == 0, res.output
     records = [json.loads(ln) for ln in res.stdout.splitlines()]
     inputs = sorted(Path(r["input"]).name for r in records if r["type"] == "result")
     assert inputs == ["clip.mp4", "silent.mp4"]
     logged = [json.loads(ln)["input"] for ln in (clips / "avlink-manifest.jsonl").open()]
     assert sorted(Path(p).name for p in logged) == ["clip.mp4", "silent.mp4"]
-    assert invoke("dub", clips / "*.mp4", "--json").exit_code == 0  # a glob skips them too
+    # a glob skips them too
+    assert invoke("dub", clips / "*.mp4", "--json", "-m", tiny_model).exit_code == 0
     assert not [p for p in clips.iterdir() if p.name.startswith(".") and "dubbed.dubbed" in p.name]
     res = invoke("dub", clips / ".hidden.mp4")  # named one by one, it is an input
     assert res.exit_code == 0 and (clips / ".hidden.dubbed.mp4").is_file()

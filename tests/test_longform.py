@@ -12,11 +12,12 @@ import torch
 from tiny_model import make_model_folder
 from typer.testing import CliRunner
 
-from avlink_cli import flow, media
+from avlink_cli import flow, longform, media
 from avlink_cli.cli import app
-from avlink_cli.longform import Stitcher, WindowPlan, crossfade, time_quantum
+from avlink_cli.options import Sampling
 from avlink_cli.pipeline import Engine, inpainted
 from avlink_cli.presets import PRESETS, TINY
+from avlink_cli.windows import Stitcher, WindowPlan, crossfade, time_quantum
 
 torch.set_num_threads(1)
 
@@ -123,7 +124,8 @@ def test_each_window_continues_the_previous_one(folder, monkeypatch):
         return out
 
     monkeypatch.setattr(engine, "sample", record)
-    video = engine.animate(torch.randn(2, 16_000 * 7) * 0.1, steps=2)  # 3.5 windows, 6 of them
+    wav = torch.randn(2, 16_000 * 7) * 0.1  # 3.5 windows, 6 of them
+    video = longform.animate(engine, wav, Sampling(steps=2))
     assert video.shape == (2, 56, 16, 16, 3) and len(calls) == 6
     per_second = TINY.video.tokens_per_second * TINY.video.tokens_per_frame_group
     assert calls[0][0] is None

@@ -14,11 +14,13 @@ import torch
 from tiny_model import make_model_folder
 from typer.testing import CliRunner
 
-from avlink_cli import flow, media, pipeline
+from avlink_cli import flow, longform, media, pipeline
 from avlink_cli.cli import app
 from avlink_cli.codecs import GriffinLim
+from avlink_cli.devices import resolve_device, resolve_dtype
 from avlink_cli.hub import HubError
-from avlink_cli.pipeline import Engine, clip_seed, resolve_device, resolve_dtype
+from avlink_cli.options import Sampling
+from avlink_cli.pipeline import Engine, clip_seed
 from avlink_cli.presets import TINY
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +40,9 @@ def engine(folder) -> Engine:
 def frames(batch: int, n: int, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (batch, n, 16, 16, 3), generator=g, dtype=torch.uint8)
+
+
+TWO = Sampling(steps=2)
 
 
 def assert_same_clip(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -60,7 +65,7 @@ def test_meta_defaults_per_direction(tmp_path):
     assert (e.default_steps("v2a"), e.default_steps("a2v")) == (4, 6)
     assert (e.default_cfg("v2a"), e.default_cfg("a2v")) == (5.0, pipeline.DEFAULT_CFG)
     calls = []
-    e.dub(frames(1, TINY.n_frames), seed=0, callback=lambda done, total: calls.append(total))
+    longform.dub(e, frames(1, TINY.n_frames), callback=lambda done, total: calls.append(total))
     assert calls[-1] == 4
 
 
@@ -89,29 +94,30 @@ def test_clip_seed_depends_on_base_key_and_sample_only():
 
 
 def test_outputs_have_the_input_duration(engine):
-    wav = engine.dub(frames(2, 13), steps=2)  # 13 frames at 8 fps: 1.625 s, under one window
+    wav = longform.dub(engine, frames(2, 13), TWO)  # 13 frames at 8 fps: 1.625 s, under one window
     assert wav.shape == (2, 26_000) and wav.dtype == torch.float32 and wav.abs().max() <= 1
-    video = engine.animate(torch.randn(1, 40_000) * 0.1, steps=2)  # 2.5 s: two windows
+    video = longform.animate(engine, torch.randn(1, 40_000) * 0.1, TWO)  # 2.5 s: two windows
     assert video.shape == (1, 20, 16, 16, 3) and video.dtype == torch.uint8
 
 
 def test_seed_reproducible_and_samples_differ(engine):
     x = frames(1, 16)
-    a, b = engine.dub(x, seed=3, steps=2), engine.dub(x, seed=3, steps=2)
+    a, b = longform.dub(engine, x, TWO, seed=3), longform.dub(engine, x, TWO, seed=3)
     assert torch.equal(a, b)
-    assert not torch.equal(a, engine.dub(x, seed=4, steps=2))
-    two = engine.dub(x, seed=3, steps=2, samples=2)
+    assert not torch.equal(a, longform.dub(engine, x, TWO, seed=4))
+    two = longform.dub(engine, x, TWO, seed=3, samples=2)
     assert two.shape == (1, 2, 32_000) and not torch.equal(two[0, 0], two[0, 1])
     assert_same_clip(two[:, 0], a)  # sample 0 is the single sample
-    assert not torch.equal(a, engine.dub(x, seed=3, steps=2, prompt="a metal bell"))
+    bell = Sampling(prompt="a metal bell", steps=2)
+    assert not torch.equal(a, longform.dub(engine, x, bell, seed=3))
 
 
 def test_batching_does_not_change_a_clip(engine):
     x = frames(4, 24, seed=1)  # 3 s: two windows each
     seeds = [10, 11, 12, 13]
-    together = engine.dub(x, seeds=seeds, batch_size=4, steps=2)
-    alone = engine.dub(x, seeds=seeds, batch_size=1, steps=2)
-    single = engine.dub(x[2:3], seeds=seeds[2:3], steps=2)
+    together = longform.dub(engine, x, Sampling(steps=2, batch_size=4), seeds=seeds)
+    alone = longform.dub(engine, x, Sampling(steps=2, batch_size=1), seeds=seeds)
+    single = longform.dub(engine, x[2:3], TWO, seeds=seeds[2:3])
     assert_same_clip(together, alone)
     assert_same_clip(together[2:3], single)
 
@@ -156,7 +162,8 @@ def test_cuda_graphs_are_a_no_op_off_cuda(folder):
     eng = Engine.from_folder(str(folder), device="cpu", cuda_graphs=True)
     assert eng.cuda_graphs is False
     x = frames(1, 16)
-    assert torch.equal(eng.dub(x, steps=2), Engine.from_folder(str(folder)).dub(x, steps=2))
+    eager = Engine.from_folder(str(folder))
+    assert torch.equal(longform.dub(eng, x, TWO), longform.dub(eager, x, TWO))
 
 
 # ------------------------------------------------------------------------------------ the CLI
