@@ -33,6 +33,7 @@ from avlink_cli import flow, realism
 from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import tokens_to_video, video_to_tokens
 from avlink_cli.dit import DiT
+from avlink_cli.ops import as_time
 from avlink_cli.plots import encode_png
 from avlink_cli.synth import render_clip
 
@@ -66,6 +67,38 @@ def simple_clip(rng: np.random.Generator, t: int = 48, size: int = 32, fps: floa
     return frames
 
 
+def sincos_positions(grid: tuple[int, ...], width: int) -> torch.Tensor:
+    """Fixed absolute positions (N, width): sin/cos of each grid axis, concatenated (as DiT's
+    2-D table, over (t, h, w)); the DiT's RoPE alone gives only relative offsets."""
+    axes = torch.meshgrid(*(torch.arange(n, dtype=torch.float32) for n in grid), indexing="ij")
+    dims = [width // len(grid) // 2 * 2] * (len(grid) - 1)
+    dims.append(width - sum(dims))
+    parts = []
+    for pos, d in zip(axes, dims, strict=True):
+        freq = 1.0 / 10_000 ** (torch.arange(d // 2, dtype=torch.float32) / (d // 2))
+        ang = pos.reshape(-1, 1) * freq
+        parts += [ang.sin(), ang.cos()]
+    return torch.cat(parts, 1)
+
+
+class AbsPosDiT(DiT):
+    """The DiT with fixed absolute positions added to the embedded tokens."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.register_buffer("abs_pos", sincos_positions(self.grid, self.cfg.width), False)
+
+    def forward(self, x, t, ctx):
+        self.check_tokens(x)
+        t = as_time(t, x.shape[0], device=x.device)
+        h, c = self.embed(x.to(self.embed.proj.weight.dtype), t)
+        h = h + self.abs_pos.to(h.dtype)
+        pe = self.rope(device=x.device)
+        for block in self.blocks:
+            h = block(h, c, pe, ctx)
+        return self.velocity_of(self.head(h, c), x, t)
+
+
 def world(name: str, preset, n: int, seed: int, split: str) -> np.ndarray:
     if name == "simple":
         rng = np.random.default_rng([seed, split == "test"])
@@ -83,6 +116,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--abs-pos", action="store_true", help="add fixed absolute positions")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -91,7 +125,8 @@ def main() -> None:
     model = load_model(Path("weights/avsynth-s")).model.eval()
     preset, old = model.preset, model.video_dit
     cfg = replace(old.cfg, prediction="x", t_shift=6.0, sample_shift=1.5)
-    dit = DiT(cfg, token_dim=old.token_dim, grid=old.grid, context_dim=preset.text.width)
+    make = AbsPosDiT if args.abs_pos else DiT
+    dit = make(cfg, token_dim=old.token_dim, grid=old.grid, context_dim=preset.text.width)
     ema = {k: p.detach().clone() for k, p in dit.named_parameters()}
     with torch.no_grad():
         ctx = model.null_context(args.batch)
@@ -131,7 +166,12 @@ def main() -> None:
                 samples = list(tokens_to_video(x, preset).numpy())
                 dit.load_state_dict(live, strict=False)
             rep = realism.compare(samples, true)
-            rec = {"world": args.world, "step": step, "loss": round(loss.item(), 4)}
+            rec = {
+                "world": args.world,
+                "abs_pos": args.abs_pos,
+                "step": step,
+                "loss": round(loss.item(), 4),
+            }
             rec |= {
                 "minutes": round((time.time() - t0) / 60, 1),
                 "fd_floor": realism.fd_floor(true),
