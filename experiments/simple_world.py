@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 from vgen_probe import sheet  # experiments/ is on the path when run as a script
 
 from avlink_cli import flow, realism
@@ -182,6 +183,55 @@ def main() -> None:
             log.flush()
             img = sheet(samples[:4] + true[:4], range(0, preset.n_frames, 6))
             (args.out / f"sheet-{step}.png").write_bytes(encode_png(img))
+    dit.load_state_dict(ema, strict=False)
+    save_file({k: v.contiguous() for k, v in ema.items()}, args.out / "ema.safetensors")
+    probe(dit, model, preset, tokens, true, args.out)
+
+
+@torch.no_grad()
+def probe(dit, model, preset, tokens, true, out: Path) -> None:
+    """The trained EMA DiT: is it the denoiser or the sampler? x-hat error at three noise levels
+    against predicting each token position's training mean, then samples on other grids."""
+    x1 = video_to_tokens(torch.from_numpy(np.stack(true)), preset.video)
+    ctx = model.null_context(len(true))
+    g = torch.Generator().manual_seed(11)
+    x0 = torch.randn(x1.shape, generator=g)
+    mean_err = (tokens.mean(0, keepdim=True) - x1).square().mean().item()
+    for t in (0.2, 0.5, 0.8):
+        tt = torch.full((len(true),), t)
+        xt = flow.interpolate(x0, x1, tt)
+        xhat = xt + (1 - t) * dit(xt, tt, ctx)
+        err = (xhat - x1).square().mean().item()
+        print(json.dumps({"t": t, "xhat_err": round(err, 4), "mean_err": round(mean_err, 4)}))
+    rows = []
+    for steps, shift, from_t in (
+        (25, 1.0, None),
+        (25, 6.0, None),
+        (100, 1.5, None),
+        (25, 1.5, 0.8),
+    ):
+        if from_t is None:
+            x = flow.sample(lambda x, t: dit(x, t, ctx), x0, steps=steps, shift=shift)
+        else:
+            ts = flow.time_grid(steps, shift=shift)
+            ts = torch.cat([torch.tensor([from_t]), ts[ts > from_t]])
+            x = flow.interpolate(x0, x1, torch.full((len(true),), from_t))
+            for t, t_next in zip(ts[:-1], ts[1:], strict=True):
+                x = x + (t_next - t) * dit(x, t.expand(len(true)), ctx)
+        gen = list(tokens_to_video(x, preset).numpy())
+        rep = realism.compare(gen, true)
+        rec = {
+            "steps": steps,
+            "shift": shift,
+            "from_t": from_t,
+            "token_std": round(x.std().item(), 3),
+        }
+        rec |= {k: rep[k] for k in rep if k.endswith("_ratio") or k == "fd"}
+        print(json.dumps(rec), flush=True)
+        rows += gen[:2]
+    (out / "probe.png").write_bytes(
+        encode_png(sheet(rows + true[:2], range(0, preset.n_frames, 6)))
+    )
 
 
 if __name__ == "__main__":
