@@ -100,6 +100,26 @@ class AbsPosDiT(DiT):
         return self.velocity_of(self.head(h, c), x, t)
 
 
+class SkipDiT(DiT):
+    """x-prediction with EDM's preconditioning: x-hat = c_skip(t) x_t + c_out(t) F, where
+    c_skip x_t is the best linear estimate of x1 from x_t (data std SIGMA), so the network adds
+    only what x_t does not already say, and x_t's detail reaches the output whole."""
+
+    SIGMA = 0.5
+
+    def forward(self, x, t, ctx):
+        self.check_tokens(x)
+        t = as_time(t, x.shape[0], device=x.device)
+        h, c = self.embed(x.to(self.embed.proj.weight.dtype), t)
+        pe = self.rope(device=x.device)
+        for block in self.blocks:
+            h = block(h, c, pe, ctx)
+        s2, tt = self.SIGMA**2, t.float().view(-1, 1, 1)
+        var = (1 - tt) ** 2 + tt**2 * s2
+        xhat = tt * s2 / var * x.float() + (1 - tt) * self.SIGMA / var.sqrt() * self.head(h, c)
+        return self.velocity_of(xhat, x, t)
+
+
 def world(name: str, preset, n: int, seed: int, split: str) -> np.ndarray:
     if name == "simple":
         rng = np.random.default_rng([seed, split == "test"])
@@ -118,6 +138,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--abs-pos", action="store_true", help="add fixed absolute positions")
+    ap.add_argument("--skip", action="store_true", help="x-hat = c_skip x_t + c_out F (EDM)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -126,7 +147,7 @@ def main() -> None:
     model = load_model(Path("weights/avsynth-s")).model.eval()
     preset, old = model.preset, model.video_dit
     cfg = replace(old.cfg, prediction="x", t_shift=6.0, sample_shift=1.5)
-    make = AbsPosDiT if args.abs_pos else DiT
+    make = AbsPosDiT if args.abs_pos else SkipDiT if args.skip else DiT
     dit = make(cfg, token_dim=old.token_dim, grid=old.grid, context_dim=preset.text.width)
     ema = {k: p.detach().clone() for k, p in dit.named_parameters()}
     with torch.no_grad():
@@ -170,6 +191,7 @@ def main() -> None:
             rec = {
                 "world": args.world,
                 "abs_pos": args.abs_pos,
+                "skip": args.skip,
                 "step": step,
                 "loss": round(loss.item(), 4),
             }
