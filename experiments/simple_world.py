@@ -34,7 +34,6 @@ from avlink_cli import flow, realism
 from avlink_cli.checkpoint import load_model
 from avlink_cli.codecs import tokens_to_video, video_to_tokens
 from avlink_cli.dit import DiT
-from avlink_cli.ops import as_time
 from avlink_cli.plots import encode_png
 from avlink_cli.synth import render_clip
 
@@ -83,21 +82,14 @@ def sincos_positions(grid: tuple[int, ...], width: int) -> torch.Tensor:
 
 
 class AbsPosDiT(DiT):
-    """The DiT with fixed absolute positions added to the embedded tokens."""
+    """The DiT with fixed absolute positions added to the embedded tokens (a hook on `embed`)."""
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.register_buffer("abs_pos", sincos_positions(self.grid, self.cfg.width), False)
-
-    def forward(self, x, t, ctx):
-        self.check_tokens(x)
-        t = as_time(t, x.shape[0], device=x.device)
-        h, c = self.embed(x.to(self.embed.proj.weight.dtype), t)
-        h = h + self.abs_pos.to(h.dtype)
-        pe = self.rope(device=x.device)
-        for block in self.blocks:
-            h = block(h, c, pe, ctx)
-        return self.velocity_of(self.head(h, c), x, t)
+        self.embed.register_forward_hook(
+            lambda _m, _i, out: (out[0] + self.abs_pos.to(out[0].dtype), out[1])
+        )
 
 
 class SkipDiT(DiT):
@@ -107,17 +99,11 @@ class SkipDiT(DiT):
 
     SIGMA = 0.5
 
-    def forward(self, x, t, ctx):
-        self.check_tokens(x)
-        t = as_time(t, x.shape[0], device=x.device)
-        h, c = self.embed(x.to(self.embed.proj.weight.dtype), t)
-        pe = self.rope(device=x.device)
-        for block in self.blocks:
-            h = block(h, c, pe, ctx)
+    def velocity_of(self, out, x, t):
         s2, tt = self.SIGMA**2, t.float().view(-1, 1, 1)
         var = (1 - tt) ** 2 + tt**2 * s2
-        xhat = tt * s2 / var * x.float() + (1 - tt) * self.SIGMA / var.sqrt() * self.head(h, c)
-        return self.velocity_of(xhat, x, t)
+        xhat = tt * s2 / var * x.float() + (1 - tt) * self.SIGMA / var.sqrt() * out.float()
+        return super().velocity_of(xhat, x, t)
 
 
 def world(name: str, preset, n: int, seed: int, split: str) -> np.ndarray:
